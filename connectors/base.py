@@ -1,0 +1,46 @@
+"""The two small interfaces every outside system implements, and the errors they raise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import ClassVar, Protocol
+
+from health.records import Batch, ScoreWrite, WriteResult
+
+
+class ConnectorError(Exception):
+    """Something went wrong talking to an outside system."""
+
+
+class TransientConnectorError(ConnectorError):
+    """Worth retrying later: rate limits, 5xx, timeouts."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentConnectorError(ConnectorError):
+    """Retrying will not help: a bad query, a missing field, a misconfiguration."""
+
+
+class AuthConnectorError(PermanentConnectorError):
+    """Credentials rejected: the message names the variable to fix."""
+
+
+class Source(Protocol):
+    name: ClassVar[str]
+
+    def pull(self, since: str | None) -> Iterator[Batch]:
+        """Yield batches of records changed since the watermark `since` (None: everything).
+        Each batch carries the watermark that is safe to store once the batch is committed."""
+        ...
+
+
+class ScoreSink(Protocol):
+    name: ClassVar[str]
+    max_batch: ClassVar[int]
+
+    def write(self, rows: Sequence[ScoreWrite]) -> WriteResult:
+        """Write scores to the CRM; per-row result, never all-or-nothing."""
+        ...

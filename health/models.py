@@ -1,0 +1,186 @@
+"""SQLModel tables. Natural-key unique constraints make every rerun idempotent.
+
+Tables carry no business methods: rules live in `health.scoring` and `health.services`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in Python, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: healthbot stores aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_column(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def json_column() -> Any:
+    return Field(default=None, sa_column=Column(JSON))
+
+
+class Account(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_account_source_ext"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)  # system of record: salesforce, hubspot, sandbox, csv
+    external_id: str = Field(max_length=64)
+    name: str = Field(max_length=255, index=True)
+    domain: str | None = Field(default=None, max_length=255, index=True)
+    owner: str | None = Field(default=None, max_length=255)
+    segment: str | None = Field(default=None, max_length=16)
+    arr: float | None = None
+    customer_since: date | None = None
+    renewal_date: date | None = None
+    deleted_at: datetime | None = utc_column(nullable=True)
+    updated_at: datetime = utc_column()
+
+
+class Observation(SQLModel, table=True):
+    """One observed value of one signal: the time series every score is computed from."""
+
+    __table_args__ = (
+        UniqueConstraint(
+            "account_id", "signal", "observed_at", "source", name="uq_observation_natural"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id")
+    signal: str = Field(max_length=48)
+    observed_at: datetime = utc_column()
+    value: float
+    source: str = Field(max_length=32)
+
+
+class Outcome(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("account_id", "kind", "occurred_on", name="uq_outcome_natural"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    kind: str = Field(max_length=16)  # renewed / churned / expanded
+    occurred_on: date
+    arr_change: float | None = None
+    source: str = Field(max_length=32)
+    external_id: str | None = Field(default=None, max_length=64)
+
+
+class Score(SQLModel, table=True):
+    """One account's score for one scoring day: history is point-in-time."""
+
+    __table_args__ = (UniqueConstraint("account_id", "score_date", name="uq_score_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id")
+    score_date: date = Field(index=True)
+    computed_at: datetime = utc_column()
+    total: float
+    tier: str = Field(max_length=16)  # the tier this score falls in today
+    announced_tier: str = Field(max_length=16)  # the tier shown to people (held tier_hold_days)
+    pending_since: date | None = None  # when `tier` first differed from announced_tier
+    confidence: float
+    trend_30d: float | None = None
+    trend_90d: float | None = None
+    components: dict | None = json_column()  # breakdown: component -> score, weight, age, metrics
+    drivers: list | None = json_column()
+    hard_events: list | None = json_column()
+    reason: str = ""
+    model_version: str = Field(max_length=32)
+
+
+class ScoreChange(SQLModel, table=True):
+    """Audit trail: what moved, by how much, when and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    score_id: int = Field(foreign_key="score.id", index=True)
+    changed_at: datetime = utc_column(index=True)
+    from_total: float | None = None
+    to_total: float
+    delta: float
+    from_tier: str | None = Field(default=None, max_length=16)
+    to_tier: str = Field(max_length=16)
+    tier_announced: bool = False  # the announced tier changed with this score
+    hard_event: str | None = Field(default=None, max_length=32)
+    reason: str = ""
+
+
+class SentimentEntry(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    rating: int  # 1-5
+    note: str = ""
+    author: str = Field(max_length=64)  # slack_user_id or email
+    created_at: datetime = utc_column()
+
+
+class PlaybookTask(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    playbook: str = Field(max_length=64)
+    title: str = Field(max_length=255)
+    status: str = Field(default="open", max_length=16)  # open / done / snoozed
+    dedupe_key: str = Field(max_length=128, unique=True)
+    rule_version: str = Field(default="", max_length=32)
+    owner: str | None = Field(default=None, max_length=255)
+    due_at: datetime | None = utc_column(nullable=True)
+    snoozed_until: datetime | None = utc_column(nullable=True)
+    created_at: datetime = utc_column()
+    slack_channel_id: str | None = Field(default=None, max_length=32)
+    slack_ts: str | None = Field(default=None, max_length=32)
+
+
+class SyncState(SQLModel, table=True):
+    """Per-source watermark; advanced in the same transaction as the data it covers."""
+
+    source: str = Field(primary_key=True, max_length=32)
+    watermark: str | None = None
+    updated_at: datetime = utc_column()
+    last_report: dict | None = json_column()
+
+
+class SyncError(SQLModel, table=True):
+    """A record a source could not use, kept so an admin can see and fix it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32, index=True)
+    record_key: str = Field(max_length=128)
+    reason: str
+    seen_at: datetime = utc_column()
+
+
+class OutboxItem(SQLModel, table=True):
+    """A score waiting to be written back to the CRM; deleted once the CRM acknowledged it."""
+
+    __table_args__ = (UniqueConstraint("account_id", "target", name="uq_outbox_account_target"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id")
+    target: str = Field(max_length=32)  # salesforce / hubspot
+    score_id: int = Field(foreign_key="score.id")
+    created_at: datetime = utc_column()
+    attempts: int = 0
+    last_error: str | None = None

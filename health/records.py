@@ -1,0 +1,100 @@
+"""Plain records that cross boundaries: connectors yield them, the store persists them.
+
+No SQLModel, no I/O. Datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+SEGMENTS = ("enterprise", "mid_market", "smb")
+OUTCOME_KINDS = ("renewed", "churned", "expanded")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    """How a record names its account: by a CRM id, or failing that by web domain."""
+
+    crm_id: str | None = None
+    domain: str | None = None
+
+    def key(self) -> str:
+        if self.crm_id:
+            return self.crm_id
+        return f"domain:{self.domain}" if self.domain else "?"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    source: str  # the system of record: "salesforce", "hubspot", "sandbox", "csv"
+    external_id: str  # the id in that system (the account's CRM id)
+    name: str
+    domain: str | None = None
+    owner: str | None = None  # owner's email (or name when the CRM gives no email)
+    segment: str | None = None  # one of SEGMENTS
+    arr: float | None = None
+    customer_since: date | None = None
+    renewal_date: date | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationRecord:
+    account: AccountRef
+    signal: str  # a signal key of the scoring model's catalogue, e.g. "active_users"
+    observed_at: datetime
+    value: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    account: AccountRef
+    kind: str  # one of OUTCOME_KINDS
+    occurred_on: date
+    source: str
+    arr_change: float | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    """A record a connector could not turn into a typed record, and why."""
+
+    source: str
+    key: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Batch:
+    """What a source yields: records plus the watermark that is safe once they are stored."""
+
+    accounts: list[AccountRecord] = field(default_factory=list)
+    observations: list[ObservationRecord] = field(default_factory=list)
+    outcomes: list[OutcomeRecord] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+    watermark: str | None = None  # opaque to the store; None keeps the previous one
+    fetched: int = 0  # raw vendor records read to build this batch
+
+    def __len__(self) -> int:
+        return len(self.accounts) + len(self.observations) + len(self.outcomes)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreWrite:
+    """One account's score as it is written back onto the CRM account page."""
+
+    account_external_id: str
+    score: int
+    tier: str
+    trend_30d: float | None
+    drivers: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    ok: list[str] = field(default_factory=list)  # external ids acknowledged
+    errors: dict[str, str] = field(default_factory=dict)  # external id -> reason

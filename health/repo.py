@@ -1,0 +1,279 @@
+"""Keyword-only queries and upserts. They add and flush; the caller's unit of work commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel
+
+from health.models import Account, Observation, Outcome, SyncError, SyncState
+from health.records import AccountRecord, AccountRef, Batch, ObservationRecord, OutcomeRecord
+
+CHUNK = 1000
+ACCOUNT_FIELDS = ("name", "domain", "owner", "segment", "arr", "customer_since", "renewal_date")
+
+
+def chunked(rows: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def upsert(
+    session: Session,
+    table: type[SQLModel],
+    rows: Sequence[dict],
+    *,
+    keys: Sequence[str],
+    update: Sequence[str],
+    only_if_changed: bool = True,
+) -> int:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE; returns rows inserted or changed."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    cols = table.__table__.c  # type: ignore[attr-defined]
+    written = 0
+    for part in chunked(rows):
+        stmt = insert(table).values(list(part))
+        if update:
+            changed = or_(*(cols[c].is_distinct_from(stmt.excluded[c]) for c in update))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={c: stmt.excluded[c] for c in update},
+                where=changed if only_if_changed else None,
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+        # RETURNING counts reliably on every driver (rowcount is -1 on some)
+        pk = list(table.__table__.primary_key.columns)[0]  # type: ignore[attr-defined]
+        written += len(session.execute(stmt.returning(pk)).all())
+    return written
+
+
+@dataclass
+class StoreReport:
+    """What one batch did to the database."""
+
+    upserted: int = 0
+    unchanged: int = 0
+    unmatched: dict[str, int] = field(default_factory=dict)  # account key -> records
+    errors: int = 0
+    touched_accounts: set[int] = field(default_factory=set)
+
+    def add(self, other: StoreReport) -> None:
+        self.upserted += other.upserted
+        self.unchanged += other.unchanged
+        self.errors += other.errors
+        for k, n in other.unmatched.items():
+            self.unmatched[k] = self.unmatched.get(k, 0) + n
+        self.touched_accounts |= other.touched_accounts
+
+
+def upsert_accounts(
+    *, session: Session, records: Sequence[AccountRecord], now: datetime
+) -> tuple[dict[tuple[str, str], int], int]:
+    """Insert new accounts, update changed ones. Returns ({(source, external_id): id}, changed)."""
+    by_key = {(r.source, r.external_id): r for r in records}  # the last word on a key wins
+    existing = {
+        (a.source, a.external_id): a
+        for part in chunked(list(by_key))
+        for a in session.exec(
+            select(Account).where(tuple_(Account.source, Account.external_id).in_(part))
+        ).scalars()
+    }
+    changed = 0
+    for key, rec in by_key.items():
+        values = {f: getattr(rec, f) for f in ACCOUNT_FIELDS}
+        values["domain"] = normalise_domain(rec.domain)
+        values["deleted_at"] = now if rec.deleted else None
+        row = existing.get(key)
+        if row is None:
+            row = Account(source=rec.source, external_id=rec.external_id, updated_at=now, **values)
+            session.add(row)
+            existing[key] = row
+            changed += 1
+        elif any(
+            getattr(row, f) != v
+            for f, v in values.items()
+            if not (f == "deleted_at" and (row.deleted_at is None) == (v is None))
+        ):
+            for f, v in values.items():
+                if f != "deleted_at" or (row.deleted_at is None) != (v is None):
+                    setattr(row, f, v)
+            row.updated_at = now
+            changed += 1
+    session.flush()
+    return {k: a.id for k, a in existing.items()}, changed  # type: ignore[misc]
+
+
+def normalise_domain(domain: str | None) -> str | None:
+    if not domain:
+        return None
+    d = domain.strip().lower().removeprefix("https://").removeprefix("http://")
+    d = d.split("/", 1)[0].removeprefix("www.")
+    return d or None
+
+
+def resolve_refs(*, session: Session, refs: Iterable[AccountRef]) -> dict[AccountRef, int]:
+    """Map account references to account ids in two queries: by CRM id, then by domain."""
+    refs = set(refs)
+    ids = {r.crm_id for r in refs if r.crm_id}
+    by_ext: dict[str, int] = {}
+    for part in chunked(sorted(ids)):
+        for ext, acc_id in session.execute(
+            select(Account.external_id, Account.id).where(Account.external_id.in_(part))
+        ):
+            by_ext[ext] = acc_id
+    domains = {normalise_domain(r.domain) for r in refs if r.domain and r.crm_id not in by_ext}
+    domains.discard(None)
+    by_domain: dict[str, int] = {}
+    for part in chunked(sorted(domains)):  # type: ignore[arg-type]
+        for dom, acc_id in session.execute(
+            select(Account.domain, Account.id)
+            .where(Account.domain.in_(part))
+            .where(Account.deleted_at.is_(None))
+            .order_by(Account.id)
+        ):
+            by_domain.setdefault(dom, acc_id)
+    out = {}
+    for r in refs:
+        acc = by_ext.get(r.crm_id) if r.crm_id else None
+        if acc is None and r.domain:
+            acc = by_domain.get(normalise_domain(r.domain))  # type: ignore[arg-type]
+        if acc is not None:
+            out[r] = acc
+    return out
+
+
+def store_batch(*, session: Session, source: str, batch: Batch, now: datetime) -> StoreReport:
+    """Persist one batch and, in the same transaction, its watermark."""
+    report = StoreReport(errors=len(batch.errors))
+    if batch.accounts:
+        ids, changed = upsert_accounts(session=session, records=batch.accounts, now=now)
+        report.upserted += changed
+        report.unchanged += len(batch.accounts) - changed
+        report.touched_accounts |= set(ids.values())
+    refs = resolve_refs(
+        session=session,
+        refs=[o.account for o in batch.observations] + [o.account for o in batch.outcomes],
+    )
+
+    def matched(rec: ObservationRecord | OutcomeRecord) -> int | None:
+        acc = refs.get(rec.account)
+        if acc is None:
+            key = rec.account.key()
+            report.unmatched[key] = report.unmatched.get(key, 0) + 1
+        return acc
+
+    obs_rows = {}
+    for o in batch.observations:
+        if (acc := matched(o)) is not None:
+            key = (acc, o.signal, o.observed_at, o.source)
+            obs_rows[key] = {
+                "account_id": acc,
+                "signal": o.signal,
+                "observed_at": o.observed_at,
+                "value": float(o.value),
+                "source": o.source,
+            }
+    written = upsert(
+        session,
+        Observation,
+        list(obs_rows.values()),
+        keys=("account_id", "signal", "observed_at", "source"),
+        update=("value",),
+    )
+    report.upserted += written
+    report.unchanged += len(obs_rows) - written
+    report.touched_accounts |= {k[0] for k in obs_rows}
+
+    out_rows = {}
+    for o in batch.outcomes:
+        if (acc := matched(o)) is not None:
+            out_rows[(acc, o.kind, o.occurred_on)] = {
+                "account_id": acc,
+                "kind": o.kind,
+                "occurred_on": o.occurred_on,
+                "arr_change": o.arr_change,
+                "source": o.source,
+                "external_id": o.external_id,
+            }
+    written = upsert(
+        session,
+        Outcome,
+        list(out_rows.values()),
+        keys=("account_id", "kind", "occurred_on"),
+        update=("arr_change", "external_id"),
+    )
+    report.upserted += written
+    report.unchanged += len(out_rows) - written
+
+    if batch.errors:
+        session.add_all(
+            SyncError(source=e.source, record_key=e.key[:128], reason=e.reason, seen_at=now)
+            for e in batch.errors
+        )
+    if batch.watermark is not None:
+        set_watermark(session=session, source=source, watermark=batch.watermark, now=now)
+    session.flush()
+    return report
+
+
+def get_watermark(*, session: Session, source: str) -> str | None:
+    state = session.get(SyncState, source)
+    return state.watermark if state else None
+
+
+def set_watermark(
+    *, session: Session, source: str, watermark: str, now: datetime, report: dict | None = None
+) -> None:
+    state = session.get(SyncState, source) or SyncState(source=source, updated_at=now)
+    state.watermark = watermark
+    state.updated_at = now
+    if report is not None:
+        state.last_report = report
+    session.add(state)
+
+
+def find_accounts(*, session: Session, query: str, limit: int = 8) -> list[Account]:
+    """Accounts whose name or domain matches `query`, best first (exact, prefix, substring)."""
+    q = query.strip().lower()
+    if not q:
+        return []
+    pattern = f"%{q}%"
+    rows = (
+        session.exec(
+            select(Account)
+            .where(Account.deleted_at.is_(None))
+            .where(
+                or_(
+                    func.lower(Account.name).like(pattern),
+                    func.lower(Account.domain).like(pattern),
+                    Account.external_id == query.strip(),
+                )
+            )
+            .limit(200)
+        )
+        .scalars()
+        .all()
+    )
+
+    def rank(a: Account) -> tuple[int, str]:
+        name, dom = a.name.lower(), (a.domain or "")
+        if q in (name, dom, a.external_id.lower()) or dom.split(".")[0] == q:
+            return 0, name
+        if name.startswith(q) or dom.startswith(q):
+            return 1, name
+        return 2, name
+
+    return sorted(rows, key=rank)[:limit]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,328 @@
+"""The scoring engine: statistics in, a score with its breakdown out. Pure: no DB, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from health.scoring.model import TIERS, Bands, MetricDef, ScoringModel
+from health.scoring.stats import SignalStats
+
+EVENT_STATS = ("sum_30d", "sum_90d")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountContext:
+    name: str
+    segment: str | None = None
+    customer_since: date | None = None
+    renewal_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriorState:
+    """What the account's score history says; all None for a first score."""
+
+    tier: str | None = None  # yesterday's raw tier
+    announced_tier: str | None = None
+    pending_since: date | None = None
+    total: float | None = None
+    total_30d_ago: float | None = None
+    total_90d_ago: float | None = None
+    metrics_30d_ago: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricResult:
+    key: str
+    label: str
+    signal: str
+    format: str
+    value: float | None
+    score: float | None
+    share: float  # of the total score; 0 when missing
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentResult:
+    key: str
+    label: str
+    weight: float
+    share: float
+    score: float | None
+    age_days: float | None  # age of the newest observation among its signals
+    stale: bool
+    metrics: tuple[MetricResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    metric: str
+    signal: str
+    label: str
+    format: str
+    from_value: float | None
+    to_value: float
+    impact: float  # points of the total this metric moved (or costs, without history)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    total: float
+    tier: str
+    announced_tier: str
+    pending_since: date | None
+    tier_announced: bool  # the announced tier changed with this score
+    hard_events: tuple[str, ...]
+    components: tuple[ComponentResult, ...]
+    confidence: float
+    trend_30d: float | None
+    trend_90d: float | None
+    trend: str  # up / flat / down / new
+    drivers: tuple[Driver, ...]
+    bands: Bands
+    stages: tuple[str, ...]
+    model_version: str
+
+    def metric_values(self) -> dict[str, float]:
+        return {m.key: m.value for c in self.components for m in c.metrics if m.value is not None}
+
+
+def interpolate(points: tuple[tuple[float, float], ...], x: float) -> float:
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+def metric_value(
+    metric: MetricDef, stats: Mapping[str, SignalStats], now: datetime, *, source_seen: bool
+) -> float | None:
+    s = stats.get(metric.signal)
+    if s is None:
+        # An event that never happened is a zero, as long as its source reports at all.
+        return 0.0 if metric.stat in EVENT_STATS and source_seen else None
+    value = s.get(metric.stat, now)
+    if value is None and metric.stat in EVENT_STATS:
+        value = 0.0
+    if value is None or metric.ratio_to is None:
+        return value
+    if metric.ratio_to == "baseline":
+        ref = s.baseline
+    else:
+        signal, _, stat = metric.ratio_to.partition(".")
+        other = stats.get(signal)
+        ref = other.get(stat, now) if other else None
+    return value / ref if ref else None
+
+
+def tier_bands(model: ScoringModel, account: AccountContext, today: date) -> tuple[Bands, tuple]:
+    bands = model.tiers.segments.get(account.segment, model.tiers.bands)  # type: ignore[arg-type]
+    adjust, stages = 0.0, []
+    onboarding = model.tiers.lifecycle.get("onboarding")
+    if onboarding and account.customer_since:
+        if 0 <= (today - account.customer_since).days < onboarding.days:
+            adjust += onboarding.adjust
+            stages.append("onboarding")
+    renewal = model.tiers.lifecycle.get("renewal_window")
+    if renewal and account.renewal_date:
+        if 0 <= (account.renewal_date - today).days <= renewal.days:
+            adjust += renewal.adjust
+            stages.append("renewal_window")
+    if adjust:
+        clamp = lambda v: min(100.0, max(0.0, v + adjust))  # noqa: E731
+        bands = Bands(
+            healthy=clamp(bands.healthy), monitor=clamp(bands.monitor), at_risk=clamp(bands.at_risk)
+        )
+    return bands, tuple(stages)
+
+
+def tier_for(total: float, bands: Bands) -> str:
+    if total >= bands.healthy:
+        return "healthy"
+    if total >= bands.monitor:
+        return "monitor"
+    return "at_risk" if total >= bands.at_risk else "critical"
+
+
+def announce(
+    raw: str, prior: PriorState, *, hard_event: bool, today: date, hold_days: int
+) -> tuple[str, date | None, bool]:
+    """(announced tier, pending since, changed now). A change must hold `hold_days` unless a
+    hard event makes the tier worse, which is announced at once."""
+    current = prior.announced_tier
+    if current is None:
+        return raw, None, False
+    if raw == current:
+        return current, None, False
+    if hard_event and TIERS.index(raw) > TIERS.index(current):
+        return raw, None, True
+    since = prior.pending_since if (prior.tier == raw and prior.pending_since) else today
+    if (today - since).days >= hold_days:
+        return raw, None, True
+    return current, since, False
+
+
+def _shares(model: ScoringModel, present: dict[str, dict[str, float]]) -> dict[str, float]:
+    """metric key -> share of the total, renormalised over the metrics that have data."""
+    comp_total = sum(model.components[c].weight for c in present)
+    shares: dict[str, float] = {}
+    for ckey, values in present.items():
+        comp = model.components[ckey]
+        metric_total = sum(comp.metrics[m].weight for m in values)
+        for mkey in values:
+            shares[mkey] = comp.weight / comp_total * comp.metrics[mkey].weight / metric_total
+    capped = {
+        m: d.max_share
+        for c in present
+        for m, d in model.components[c].metrics.items()
+        if m in shares and d.max_share is not None and shares[m] > d.max_share
+    }
+    free = sum(v for k, v in shares.items() if k not in capped)
+    if capped and free > 0:
+        scale = (1 - sum(capped.values())) / free
+        shares = {k: capped.get(k, v * scale) for k, v in shares.items()}
+    return shares
+
+
+def score(
+    stats: Mapping[str, SignalStats],
+    model: ScoringModel,
+    *,
+    account: AccountContext,
+    prior: PriorState,
+    now: datetime,
+) -> ScoreResult | None:
+    """Score one account at `now`; None when no metric has any data."""
+    today = now.date()
+    values: dict[str, dict[str, float]] = {}
+    ages: dict[str, float | None] = {}
+    for ckey, comp in model.components.items():
+        signals = {m.signal for m in comp.metrics.values()}
+        seen = [stats[s].days_since(now) for s in signals if s in stats]
+        ages[ckey] = min(seen) if seen else None
+        got = {}
+        for mkey, metric in comp.metrics.items():
+            v = metric_value(metric, stats, now, source_seen=bool(seen))
+            if v is not None:
+                got[mkey] = v
+        if got:
+            values[ckey] = got
+    if not values:
+        return None
+
+    shares = _shares(model, values)
+    full = model.total_weight
+    components, total, confidence = [], 0.0, 0.0
+    for ckey, comp in model.components.items():
+        got = values.get(ckey, {})
+        stale = ages[ckey] is not None and ages[ckey] > comp.stale_after_days
+        metrics, comp_share, comp_points = [], 0.0, 0.0
+        metric_weight = sum(m.weight for m in comp.metrics.values())
+        for mkey, metric in comp.metrics.items():
+            v = got.get(mkey)
+            s = None if v is None else interpolate(metric.points, v)
+            share = shares.get(mkey, 0.0)
+            if s is not None:
+                comp_share += share
+                comp_points += share * s
+                confidence += (
+                    (comp.weight / full) * (metric.weight / metric_weight) * (0.5 if stale else 1.0)
+                )
+            metrics.append(
+                MetricResult(mkey, metric.label, metric.signal, metric.format, v, s, share)
+            )
+        total += comp_points
+        components.append(
+            ComponentResult(
+                ckey,
+                comp.label,
+                comp.weight,
+                comp_share,
+                comp_points / comp_share if comp_share else None,
+                ages[ckey],
+                stale,
+                tuple(metrics),
+            )
+        )
+
+    total = round(min(100.0, max(0.0, total)), 1)
+    bands, stages = tier_bands(model, account, today)
+    raw = tier_for(total, bands)
+    hard = tuple(
+        key
+        for key, ev in model.hard_events.items()
+        if (s := stats.get(ev.signal)) and s.latest > 0 and s.days_since(now) <= ev.within_days
+    )
+    announced, pending, changed = announce(
+        raw, prior, hard_event=bool(hard), today=today, hold_days=model.tiers.hold_days
+    )
+    trend_30 = None if prior.total_30d_ago is None else round(total - prior.total_30d_ago, 1)
+    trend_90 = None if prior.total_90d_ago is None else round(total - prior.total_90d_ago, 1)
+    flat = model.trend.flat_points
+    if trend_30 is None:
+        trend = "new"
+    else:
+        trend = "up" if trend_30 > flat else "down" if trend_30 < -flat else "flat"
+    comps = tuple(components)
+    return ScoreResult(
+        total=total,
+        tier=raw,
+        announced_tier=announced,
+        pending_since=pending,
+        tier_announced=changed,
+        hard_events=hard,
+        components=comps,
+        confidence=round(confidence, 3),
+        trend_30d=trend_30,
+        trend_90d=trend_90,
+        trend=trend,
+        drivers=drivers(model, comps, prior, trend),
+        bands=bands,
+        stages=stages,
+        model_version=model.version,
+    )
+
+
+def drivers(
+    model: ScoringModel,
+    components: tuple[ComponentResult, ...],
+    prior: PriorState,
+    trend: str,
+    *,
+    limit: int = 3,
+) -> tuple[Driver, ...]:
+    """Which metrics moved the score over 30 days (from what to what); without such movement,
+    the metrics that cost it the most points."""
+    defs = {k: m for c in model.components.values() for k, m in c.metrics.items()}
+    moved, costs = [], []
+    for comp in components:
+        for m in comp.metrics:
+            if m.value is None or m.score is None:
+                continue
+            before = prior.metrics_30d_ago.get(m.key)
+            if before is not None:
+                impact = m.share * (m.score - interpolate(defs[m.key].points, before))
+                if abs(impact) >= 1.0:
+                    moved.append(
+                        Driver(m.key, m.signal, m.label, m.format, before, m.value, impact)
+                    )
+            cost = m.share * (m.score - 100)
+            if cost <= -1.0:
+                costs.append(Driver(m.key, m.signal, m.label, m.format, None, m.value, cost))
+    if trend == "up":
+        moved.sort(key=lambda d: -d.impact)
+    else:
+        moved.sort(key=lambda d: d.impact if trend == "down" else -abs(d.impact))
+    if trend == "down":
+        moved = [d for d in moved if d.impact < 0]
+    elif trend == "up":
+        moved = [d for d in moved if d.impact > 0]
+    picked = moved[:limit]
+    names = {d.metric for d in picked}
+    costs.sort(key=lambda d: d.impact)
+    picked += [d for d in costs if d.metric not in names][: limit - len(picked)]
+    return tuple(picked)

@@ -1,0 +1,47 @@
+"""A score in one plain sentence a CSM can repeat to the account's AE."""
+
+from __future__ import annotations
+
+from health.scoring.engine import Driver, ScoreResult
+from health.scoring.model import TIER_LABELS, ScoringModel
+
+
+def format_value(value: float, fmt: str) -> str:
+    if fmt == "percent":
+        return f"{value:.0%}"
+    if fmt == "percent_points":
+        return f"{value:.0f}%"
+    if fmt == "days":
+        return f"{value:.0f} day" + ("" if round(value) == 1 else "s")
+    if fmt == "rating":
+        return f"{value:.1f}/5"
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def describe_driver(d: Driver) -> str:
+    to = format_value(d.to_value, d.format)
+    if d.from_value is None:
+        return f"{d.label} is {to}"
+    verb = "rose" if d.to_value > d.from_value else "fell"
+    return f"{d.label} {verb} from {format_value(d.from_value, d.format)} to {to}"
+
+
+def trend_phrase(result: ScoreResult) -> str:
+    if result.trend_30d is None:
+        return "first month of history"
+    if result.trend == "flat":
+        return "steady over 30 days"
+    points = abs(round(result.trend_30d))
+    return f"{'up' if result.trend == 'up' else 'down'} {points} points in 30 days"
+
+
+def explain(result: ScoreResult, *, name: str, model: ScoringModel) -> str:
+    reasons = [model.hard_events[e].label for e in result.hard_events]
+    told = {model.hard_events[e].signal for e in result.hard_events}
+    reasons += [describe_driver(d) for d in result.drivers if d.signal not in told]
+    head = f"{name} is {TIER_LABELS[result.tier]} at {result.total:.0f} ({trend_phrase(result)})"
+    sentence = f"{head}: {'; '.join(reasons)}." if reasons else f"{head}."
+    stale = [c.label for c in result.components if c.stale or c.score is None]
+    if result.confidence < 0.7 and stale:
+        sentence += f" Low confidence ({result.confidence:.0%}): no fresh {', '.join(stale)} data."
+    return sentence
