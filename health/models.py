@@ -116,7 +116,7 @@ class ScoreChange(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True)
-    score_id: int = Field(foreign_key="score.id", index=True)
+    score_id: int = Field(foreign_key="score.id", unique=True)  # one change per score row
     changed_at: datetime = utc_column(index=True)
     from_total: float | None = None
     to_total: float

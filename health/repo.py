@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
-from health.models import Account, Observation, Outcome, SyncError, SyncState
+from health.models import Account, Observation, Outcome, Score, SyncError, SyncState
 from health.records import AccountRecord, AccountRef, Batch, ObservationRecord, OutcomeRecord
 
 CHUNK = 1000
@@ -31,29 +31,36 @@ def upsert(
     keys: Sequence[str],
     update: Sequence[str],
     only_if_changed: bool = True,
-) -> int:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE; returns rows inserted or changed."""
+    returning: Sequence[str] = (),
+) -> list[tuple]:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE, executemany in batches (one compiled statement).
+
+    Returns one tuple (of `returning` columns, default the primary key) per row inserted or
+    changed; rows left as they were return nothing."""
     if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    cols = table.__table__.c  # type: ignore[attr-defined]
-    written = 0
-    for part in chunked(rows):
-        stmt = insert(table).values(list(part))
-        if update:
-            changed = or_(*(cols[c].is_distinct_from(stmt.excluded[c]) for c in update))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(keys),
-                set_={c: stmt.excluded[c] for c in update},
-                where=changed if only_if_changed else None,
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-        # RETURNING counts reliably on every driver (rowcount is -1 on some)
-        pk = list(table.__table__.primary_key.columns)[0]  # type: ignore[attr-defined]
-        written += len(session.execute(stmt.returning(pk)).all())
-    return written
+        return []
+    tbl = table.__table__  # type: ignore[attr-defined]
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[
+        session.get_bind().dialect.name
+    ]
+    stmt = insert(tbl)
+    if update:
+        changed = or_(*(tbl.c[c].is_distinct_from(stmt.excluded[c]) for c in update))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={c: stmt.excluded[c] for c in update},
+            where=changed if only_if_changed else None,
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    cols = [tbl.c[c] for c in returning] or list(tbl.primary_key.columns)
+    # RETURNING counts reliably on every driver (rowcount is -1 on some)
+    stmt = stmt.returning(*cols, sort_by_parameter_order=False)
+    conn = session.connection()
+    out: list[tuple] = []
+    for part in chunked(rows, 5000):
+        out.extend(tuple(r) for r in conn.execute(stmt, list(part)))
+    return out
 
 
 @dataclass
@@ -182,12 +189,14 @@ def store_batch(*, session: Session, source: str, batch: Batch, now: datetime) -
                 "value": float(o.value),
                 "source": o.source,
             }
-    written = upsert(
-        session,
-        Observation,
-        list(obs_rows.values()),
-        keys=("account_id", "signal", "observed_at", "source"),
-        update=("value",),
+    written = len(
+        upsert(
+            session,
+            Observation,
+            list(obs_rows.values()),
+            keys=("account_id", "signal", "observed_at", "source"),
+            update=("value",),
+        )
     )
     report.upserted += written
     report.unchanged += len(obs_rows) - written
@@ -204,12 +213,14 @@ def store_batch(*, session: Session, source: str, batch: Batch, now: datetime) -
                 "source": o.source,
                 "external_id": o.external_id,
             }
-    written = upsert(
-        session,
-        Outcome,
-        list(out_rows.values()),
-        keys=("account_id", "kind", "occurred_on"),
-        update=("arr_change", "external_id"),
+    written = len(
+        upsert(
+            session,
+            Outcome,
+            list(out_rows.values()),
+            keys=("account_id", "kind", "occurred_on"),
+            update=("arr_change", "external_id"),
+        )
     )
     report.upserted += written
     report.unchanged += len(out_rows) - written
@@ -277,3 +288,24 @@ def find_accounts(*, session: Session, query: str, limit: int = 8) -> list[Accou
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def scores_as_of(
+    *, session: Session, ids: Sequence[int] | None, lo: date | None, hi: date | None
+) -> dict[int, Score]:
+    """Per account, its newest Score with lo <= score_date <= hi, in one query
+    (ids None: every account)."""
+    newest = select(Score.account_id, func.max(Score.score_date).label("d"))
+    if ids is not None:
+        newest = newest.where(Score.account_id.in_(ids))
+    if hi is not None:
+        newest = newest.where(Score.score_date <= hi)
+    if lo is not None:
+        newest = newest.where(Score.score_date >= lo)
+    newest = newest.group_by(Score.account_id).subquery()
+    rows = session.exec(
+        select(Score).join(
+            newest, (Score.account_id == newest.c.account_id) & (Score.score_date == newest.c.d)
+        )
+    )
+    return {s.account_id: s for s in rows.scalars()}

@@ -123,15 +123,15 @@ def tier_bands(model: ScoringModel, account: AccountContext, today: date) -> tup
     bands = model.tiers.segments.get(account.segment, model.tiers.bands)  # type: ignore[arg-type]
     adjust, stages = 0.0, []
     onboarding = model.tiers.lifecycle.get("onboarding")
-    if onboarding and account.customer_since:
-        if 0 <= (today - account.customer_since).days < onboarding.days:
-            adjust += onboarding.adjust
-            stages.append("onboarding")
+    since = account.customer_since
+    if onboarding and since and 0 <= (today - since).days < onboarding.days:
+        adjust += onboarding.adjust
+        stages.append("onboarding")
     renewal = model.tiers.lifecycle.get("renewal_window")
-    if renewal and account.renewal_date:
-        if 0 <= (account.renewal_date - today).days <= renewal.days:
-            adjust += renewal.adjust
-            stages.append("renewal_window")
+    renews = account.renewal_date
+    if renewal and renews and 0 <= (renews - today).days <= renewal.days:
+        adjust += renewal.adjust
+        stages.append("renewal_window")
     if adjust:
         clamp = lambda v: min(100.0, max(0.0, v + adjust))  # noqa: E731
         bands = Bands(

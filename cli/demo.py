@@ -1,0 +1,135 @@
+"""`healthbot demo`: a sandbox portfolio, scored day by day, shown as a CSM would see it.
+
+The demo is a list of steps over one context; later capabilities (sync through the sandbox
+vendor APIs, CRM writeback, Slack, backtest) plug in as further steps.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import Engine
+
+from cli.render import at_risk_table, brief_panel, portfolio_table
+from connectors.sandbox.portfolio import Portfolio, generate_portfolio
+from connectors.sandbox.source import PortfolioSource
+from health.briefs import account_brief, portfolio
+from health.db import make_engine, session_scope
+from health.ingest import ingest
+from health.migrate import upgrade
+from health.models import Account
+from health.scoring.model import ScoringModel
+from health.scoring_service import backfill
+
+
+@dataclass
+class DemoContext:
+    console: Console
+    db_path: Path
+    model: ScoringModel
+    accounts: int
+    days: int
+    seed: int
+    end: date
+    engine: Engine | None = None
+    portfolio: Portfolio | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+DemoStep = Callable[[DemoContext], None]
+
+
+def progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("  {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def fresh_database(ctx: DemoContext) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ctx.db_path}{suffix}").unlink(missing_ok=True)
+    ctx.engine = make_engine(f"sqlite:///{ctx.db_path}")
+    upgrade(ctx.engine)
+
+
+def build_portfolio(ctx: DemoContext) -> None:
+    ctx.portfolio = generate_portfolio(ctx.accounts, ctx.days, seed=ctx.seed, end=ctx.end)
+    ctx.console.print(
+        f"  {len(ctx.portfolio.accounts)} accounts, {ctx.days} days of history "
+        f"({ctx.portfolio.start} → {ctx.portfolio.end}), seed {ctx.seed}"
+    )
+
+
+def load_portfolio(ctx: DemoContext) -> None:
+    source = PortfolioSource(ctx.portfolio)
+    with progress(ctx.console) as bar:
+        task = bar.add_task("storing records", total=None)
+        report = ingest(ctx.engine, source, on_batch=lambda r, b: bar.update(task, advance=len(b)))
+        bar.update(task, total=bar.tasks[0].completed)
+    ctx.console.print(f"  {report.stored.upserted:,} records stored")
+
+
+def score_history(ctx: DemoContext) -> None:
+    start = ctx.end - timedelta(days=ctx.days - 1)
+    with progress(ctx.console) as bar:
+        task = bar.add_task("scoring accounts, day by day", total=ctx.accounts)
+        report = backfill(
+            ctx.engine,
+            ctx.model,
+            start=start,
+            end=ctx.end,
+            workers=min(2, os.cpu_count() or 1),
+            progress=lambda n: bar.update(task, advance=n),
+        )
+    ctx.console.print(
+        f"  {report.scored:,} daily scores, {report.changes:,} score changes, "
+        f"{report.announced:,} announced tier changes"
+    )
+
+
+def show_portfolio(ctx: DemoContext) -> None:
+    with session_scope(ctx.engine) as session:
+        view = portfolio(session=session, top=10)
+        ctx.console.print(portfolio_table(view))
+        ctx.console.print(at_risk_table(view))
+        if view.at_risk:
+            account = session.get(Account, view.at_risk[0].account_id)
+            ctx.console.print(
+                brief_panel(account_brief(session=session, account=account, model=ctx.model))
+            )
+
+
+def where_data_lives(ctx: DemoContext) -> None:
+    url = f"sqlite:///{ctx.db_path}"
+    ctx.console.print(
+        f"  Database: [bold]{ctx.db_path}[/bold] (SQLite; PostgreSQL via DATABASE_URL)"
+    )
+    ctx.console.print(f"  Scoring model: {ctx.model.version} — edit a copy and set HEALTHBOT_MODEL")
+    ctx.console.print(f'  Try: [bold]DATABASE_URL={url} healthbot brief "<account name>"[/bold]')
+
+
+STEPS: list[tuple[str, DemoStep]] = [
+    ("Create a fresh demo database", fresh_database),
+    ("Build the sandbox portfolio", build_portfolio),
+    ("Load it", load_portfolio),
+    ("Score every account, every day", score_history),
+    ("Your portfolio", show_portfolio),
+    ("Where the data lives", where_data_lives),
+]
+
+
+def run_demo(ctx: DemoContext, steps: list[tuple[str, DemoStep]] | None = None) -> None:
+    for title, step in steps or STEPS:
+        ctx.console.rule(f"[bold]{title}")
+        step(ctx)

@@ -1,0 +1,190 @@
+"""Read models: the portfolio overview and one account's brief (CLI today, Slack later)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from health.models import Account, Outcome, Score, ScoreChange
+from health.repo import scores_as_of
+from health.scoring.model import TIERS, ScoringModel
+
+
+@dataclass(frozen=True)
+class AccountLine:
+    account_id: int
+    name: str
+    domain: str | None
+    owner: str | None
+    segment: str | None
+    arr: float | None
+    total: float
+    tier: str
+    trend_30d: float | None
+    confidence: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class TierSummary:
+    tier: str
+    accounts: int
+    arr: float
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    day: date | None
+    tiers: list[TierSummary]
+    at_risk: list[AccountLine]
+    unscored: int
+
+
+@dataclass(frozen=True)
+class ComponentView:
+    key: str
+    label: str
+    score: float | None
+    share: float
+    age_days: float | None
+    stale: bool
+    metrics: list[tuple[str, str, float, float | None]]  # label, format, value, score
+
+
+@dataclass(frozen=True)
+class Brief:
+    line: AccountLine
+    announced_tier: str
+    pending_tier: str | None
+    trend_90d: float | None
+    score_date: date
+    model_version: str
+    renewal_date: date | None
+    customer_since: date | None
+    components: list[ComponentView]
+    history: list[float]  # daily totals, oldest first (up to 90)
+    changes: list[dict] = field(default_factory=list)
+    outcomes: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _line(a: Account, s: Score) -> AccountLine:
+    return AccountLine(
+        a.id,
+        a.name,
+        a.domain,
+        a.owner,
+        a.segment,
+        a.arr,
+        s.total,
+        s.announced_tier,
+        s.trend_30d,
+        s.confidence,
+        s.reason,
+    )
+
+
+def portfolio(*, session: Session, top: int = 10) -> Portfolio:
+    latest = scores_as_of(session=session, ids=None, lo=None, hi=None)
+    accounts = session.exec(select(Account).where(Account.deleted_at.is_(None))).scalars().all()
+    lines = [_line(a, latest[a.id]) for a in accounts if a.id in latest]
+    tiers = [
+        TierSummary(
+            t, sum(1 for x in lines if x.tier == t), sum(x.arr or 0 for x in lines if x.tier == t)
+        )
+        for t in TIERS
+    ]
+    risky = sorted(
+        (x for x in lines if x.tier in ("at_risk", "critical")),
+        key=lambda x: (x.total, -(x.arr or 0)),
+    )
+    day = max((s.score_date for s in latest.values()), default=None)
+    return Portfolio(day, tiers, risky[:top], unscored=len(accounts) - len(lines))
+
+
+def account_brief(*, session: Session, account: Account, model: ScoringModel) -> Brief | None:
+    scores = (
+        session.exec(
+            select(Score)
+            .where(Score.account_id == account.id)
+            .order_by(Score.score_date.desc())
+            .limit(90)
+        )
+        .scalars()
+        .all()
+    )
+    if not scores:
+        return None
+    s = scores[0]
+    labels = {
+        k: (c.label, {mk: (m.label, m.format) for mk, m in c.metrics.items()})
+        for k, c in model.components.items()
+    }
+    components = []
+    for key, comp in (s.components or {}).items():
+        label, metric_labels = labels.get(key, (key, {}))
+        metrics = []
+        for mk, v in comp.get("metrics", {}).items():
+            mlabel, fmt = metric_labels.get(mk, (mk, "number"))
+            metrics.append((mlabel, fmt, v[0], v[1]))
+        components.append(
+            ComponentView(
+                key,
+                label,
+                comp.get("score"),
+                comp.get("share", 0.0),
+                comp.get("age_days"),
+                comp.get("stale", False),
+                metrics,
+            )
+        )
+    changes = (
+        session.exec(
+            select(ScoreChange)
+            .where(ScoreChange.account_id == account.id, ScoreChange.tier_announced)
+            .order_by(ScoreChange.changed_at.desc())
+            .limit(5)
+        )
+        .scalars()
+        .all()
+    )
+    outcomes = (
+        session.exec(
+            select(Outcome)
+            .where(Outcome.account_id == account.id)
+            .order_by(Outcome.occurred_on.desc())
+        )
+        .scalars()
+        .all()
+    )
+    return Brief(
+        line=_line(account, s),
+        announced_tier=s.announced_tier,
+        pending_tier=s.tier if s.tier != s.announced_tier else None,
+        trend_90d=s.trend_90d,
+        score_date=s.score_date,
+        model_version=s.model_version,
+        renewal_date=account.renewal_date,
+        customer_since=account.customer_since,
+        components=components,
+        history=[x.total for x in reversed(scores)],
+        changes=[
+            {
+                "on": c.changed_at.date().isoformat(),
+                "from": c.from_tier,
+                "to": c.to_tier,
+                "total": c.to_total,
+                "hard_event": c.hard_event,
+            }
+            for c in changes
+        ],
+        outcomes=[
+            {"kind": o.kind, "on": o.occurred_on.isoformat(), "arr_change": o.arr_change}
+            for o in outcomes
+        ],
+    )

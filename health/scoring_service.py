@@ -1,0 +1,310 @@
+"""Scoring use-cases: rescore accounts now (statistics aggregated in SQL, batched), and replay
+history day by day (statistics from in-memory series). Both write through `write_scores`."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from types import SimpleNamespace
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from health.db import session_scope
+from health.models import Account, Observation, OutboxItem, Score, ScoreChange
+from health.repo import chunked, scores_as_of, upsert
+from health.scorebook import prior_state, score_row
+from health.scoring.engine import AccountContext, score
+from health.scoring.explain import explain
+from health.scoring.model import ScoringModel
+from health.scoring.stats import SignalSeries
+from health.stats_sql import signal_stats
+
+WRITEBACK_TARGETS = ("salesforce", "hubspot")
+Progress = Callable[[int], None]  # called with the number of accounts just finished
+
+
+@dataclass
+class RescoreReport:
+    accounts: int = 0
+    scored: int = 0
+    no_data: int = 0
+    changes: int = 0
+    announced: int = 0
+
+
+def day_end(day: date) -> datetime:
+    """A scoring day's instant: everything observed up to the end of that UTC day counts."""
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def context(a: Account) -> AccountContext:
+    return AccountContext(
+        name=a.name, segment=a.segment, customer_since=a.customer_since, renewal_date=a.renewal_date
+    )
+
+
+def rescore(
+    engine: Engine,
+    model: ScoringModel,
+    *,
+    day: date,
+    account_ids: Iterable[int] | None = None,
+    batch_size: int = 2000,
+    progress: Progress | None = None,
+) -> RescoreReport:
+    """Score the given accounts (default: all live ones) for `day`, one transaction per batch."""
+    report = RescoreReport()
+    now = day_end(day)
+    with session_scope(engine) as session:
+        q = select(Account.id).where(Account.deleted_at.is_(None)).order_by(Account.id)
+        ids = list(account_ids) if account_ids is not None else session.exec(q).scalars().all()
+    for part in chunked(sorted(ids), batch_size):
+        with session_scope(engine) as session:
+            accounts = session.exec(select(Account).where(Account.id.in_(part))).scalars().all()
+            stats = signal_stats(session=session, now=now, id_range=(part[0], part[-1] + 1))
+            prev = scores_as_of(session=session, ids=part, lo=None, hi=day - timedelta(days=1))
+            ago30 = scores_as_of(
+                session=session, ids=part, lo=day - timedelta(37), hi=day - timedelta(30)
+            )
+            ago90 = scores_as_of(
+                session=session, ids=part, lo=day - timedelta(97), hi=day - timedelta(90)
+            )
+            rows = []
+            for a in accounts:
+                result = score(
+                    stats.get(a.id, {}),
+                    model,
+                    account=context(a),
+                    now=now,
+                    prior=prior_state(prev.get(a.id), ago30.get(a.id), ago90.get(a.id)),
+                )
+                if result is None:
+                    report.no_data += 1
+                else:
+                    reason = explain(result, name=a.name, model=model)
+                    rows.append(
+                        score_row(
+                            result, account_id=a.id, score_date=day, computed_at=now, reason=reason
+                        )
+                    )
+            written = write_scores(
+                session=session,
+                rows=rows,
+                sources={a.id: a.source for a in accounts},
+                previous={(k, day): v for k, v in prev.items()},
+            )
+            report.changes += written.changes
+            report.announced += written.announced
+        report.accounts += len(part)
+        report.scored += len(rows)
+        if progress:
+            progress(len(part))
+    return report
+
+
+@dataclass
+class WriteReport:
+    changes: int = 0
+    announced: int = 0
+
+
+def write_scores(
+    *, session: Session, rows: Sequence[dict], sources: dict[int, str], previous: dict
+) -> WriteReport:
+    """Insert (or replace, on a rerun of the same day) Score rows; a ScoreChange where the
+    score or tier moved; an outbox row for the CRM where what the CRM shows changed.
+    `previous` maps (account id, score date) -> the Score before it (anything with a Score's
+    attributes); rows may span several days."""
+    report = WriteReport()
+    if not rows:
+        return report
+    written = upsert(
+        session,
+        Score,
+        rows,
+        keys=("account_id", "score_date"),
+        update=[c for c in rows[0] if c not in ("account_id", "score_date")],
+        only_if_changed=False,
+        returning=("id", "account_id", "score_date"),
+    )
+    score_ids = {(acc, day): sid for sid, acc, day in written}
+    last_outbox: dict[int, dict] = {}
+    changes = []
+    for row in rows:
+        acc, day = row["account_id"], row["score_date"]
+        prev, score_id = previous.get((acc, day)), score_ids[(acc, day)]
+        announced = prev is not None and prev.announced_tier != row["announced_tier"]
+        if (
+            prev is None
+            or abs(row["total"] - prev.total) >= 1
+            or row["tier"] != prev.tier
+            or announced
+        ):
+            changes.append(
+                {
+                    "account_id": acc,
+                    "score_id": score_id,
+                    "changed_at": row["computed_at"],
+                    "from_total": prev.total if prev else None,
+                    "to_total": row["total"],
+                    "delta": round(row["total"] - prev.total, 1) if prev else 0.0,
+                    "from_tier": prev.announced_tier if prev else None,
+                    "to_tier": row["announced_tier"],
+                    "tier_announced": announced,
+                    "hard_event": (row["hard_events"] or [None])[0],
+                    "reason": row["reason"],
+                }
+            )
+        if sources.get(acc) in WRITEBACK_TARGETS and (
+            prev is None or round(row["total"]) != round(prev.total) or announced
+        ):
+            last_outbox[acc] = {
+                "account_id": acc,
+                "target": sources[acc],
+                "score_id": score_id,
+                "created_at": row["computed_at"],
+                "attempts": 0,
+            }
+    if changes:
+        upsert(
+            session,
+            ScoreChange,
+            changes,
+            keys=("score_id",),
+            update=[c for c in changes[0] if c != "score_id"],
+            only_if_changed=False,
+        )
+    upsert(
+        session,
+        OutboxItem,
+        list(last_outbox.values()),
+        keys=("account_id", "target"),
+        update=("score_id", "created_at", "attempts"),
+        only_if_changed=False,
+    )
+    report.changes = len(changes)
+    report.announced = sum(1 for c in changes if c["tier_announced"])
+    return report
+
+
+def backfill(
+    engine: Engine,
+    model: ScoringModel,
+    *,
+    start: date,
+    end: date,
+    batch_accounts: int = 50,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> RescoreReport:
+    """Replay scoring day by day from `start` to `end` for every account, so history (trends,
+    held tiers, score changes) is what it would have been had healthbot run every day.
+    Computing is spread over `workers` processes; writing stays in this one."""
+    report = RescoreReport()
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    with session_scope(engine) as session:
+        accounts = (
+            session.exec(select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id))
+            .scalars()
+            .all()
+        )
+    parts = [list(p) for p in chunked(accounts, batch_accounts)]
+    jobs = [
+        (str(engine.url.render_as_string(hide_password=False)), model, part, days) for part in parts
+    ]
+    if workers > 1 and len(parts) > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(workers) as pool:
+            for part, rows in zip(parts, pool.imap(_replay_part, jobs), strict=True):
+                _store_replay(engine, part, rows, days, report, progress)
+    else:
+        for part, job in zip(parts, jobs, strict=True):
+            _store_replay(engine, part, _replay(engine, *job[1:]), days, report, progress)
+    return report
+
+
+def _store_replay(engine, part, rows, days, report, progress) -> None:
+    previous, last = {}, {}
+    for row in sorted(rows, key=lambda r: (r["account_id"], r["score_date"])):
+        if (prev := last.get(row["account_id"])) is not None:
+            previous[(row["account_id"], row["score_date"])] = prev
+        last[row["account_id"]] = SimpleNamespace(**row)
+    with session_scope(engine) as session:
+        w = write_scores(
+            session=session, rows=rows, sources={a.id: a.source for a in part}, previous=previous
+        )
+    report.changes += w.changes
+    report.announced += w.announced
+    report.scored += len(rows)
+    report.accounts += len(part)
+    if progress:
+        progress(len(part))
+
+
+def _replay_part(job: tuple) -> list[dict]:
+    url, *rest = job
+    from health.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        return _replay(engine, *rest)
+    finally:
+        engine.dispose()
+
+
+def _replay(
+    engine: Engine, model: ScoringModel, part: Sequence[Account], days: Sequence[date]
+) -> list[dict]:
+    with session_scope(engine) as session:
+        series = _load_series(session, [a.id for a in part])
+    rows = []
+    for a in part:
+        ctx, history = context(a), {}
+        account_series = series.get(a.id, {})
+        for d in days:
+            now = day_end(d)
+            stats = {}
+            for sig, s in account_series.items():
+                st = s.stats_at(now)
+                if st is not None:
+                    stats[sig] = st
+            prior = prior_state(
+                history.get(d - timedelta(days=1)), _near(history, d, 30), _near(history, d, 90)
+            )
+            result = score(stats, model, account=ctx, prior=prior, now=now)
+            if result is None:
+                continue
+            row = score_row(
+                result,
+                account_id=a.id,
+                score_date=d,
+                computed_at=now,
+                reason=explain(result, name=a.name, model=model),
+            )
+            history[d] = SimpleNamespace(**row)
+            rows.append(row)
+    return rows
+
+
+def _near(history: dict, day: date, ago: int):
+    for back in range(ago, ago + 8):
+        hit = history.get(day - timedelta(days=back))
+        if hit is not None:
+            return hit
+    return None
+
+
+def _load_series(session: Session, ids: Sequence[int]) -> dict[int, dict[str, SignalSeries]]:
+    points: dict[int, dict[str, list]] = {}
+    rows = session.execute(
+        select(
+            Observation.account_id, Observation.signal, Observation.observed_at, Observation.value
+        ).where(Observation.account_id.in_(ids))
+    )
+    for acc, sig, at, value in rows:
+        points.setdefault(acc, {}).setdefault(sig, []).append((at, value))
+    return {acc: {sig: SignalSeries(p) for sig, p in sigs.items()} for acc, sigs in points.items()}
