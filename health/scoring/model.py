@@ -122,6 +122,8 @@ class TrendRules(_Frozen):
 
 
 class ScoringModel(_Frozen):
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+
     version: str
     signals: dict[str, SignalDef]
     components: dict[str, ComponentDef]

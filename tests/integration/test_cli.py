@@ -1,0 +1,98 @@
+"""The `healthbot` command as a user runs it: a real process, real exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+
+import pytest
+
+from health.db import make_engine, session_scope
+from health.migrate import upgrade
+from health.records import AccountRecord, AccountRef, Batch, ObservationRecord
+from health.repo import store_batch
+
+
+def run(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def db(tmp_path) -> dict:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    at = datetime(2026, 10, 30, tzinfo=UTC)
+    names = [
+        ("Acme Logistics", "acme.com"),
+        ("Acme Health", "acmehealth.com"),
+        ("Northwind", "northwind.test"),
+    ]
+    with session_scope(engine) as s:
+        store_batch(
+            session=s,
+            source="hubspot",
+            now=at,
+            batch=Batch(
+                accounts=[AccountRecord("hubspot", str(i), n, d) for i, (n, d) in enumerate(names)],
+                observations=[
+                    ObservationRecord(AccountRef(crm_id=str(i)), "nps", at, 3 + 3 * i, "x")
+                    for i in range(3)
+                ],
+            ),
+        )
+    return {"DATABASE_URL": url}
+
+
+def test_score_then_brief(db):
+    done = run("score", "--all", "--day", "2026-11-01", env=db)
+    assert done.returncode == 0, done.stderr
+    assert "Scored 3 of 3 accounts for 2026-11-01" in done.stdout
+    brief = run("brief", "northwind", "--json", env=db)
+    assert brief.returncode == 0, brief.stderr
+    data = json.loads(brief.stdout)
+    assert data["line"]["name"] == "Northwind" and data["score_date"] == "2026-11-01"
+    assert data["line"]["reason"].startswith("Northwind is ")
+    assert run("brief", "acme.com", env=db).returncode == 0  # a domain picks one account
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("brief", "acme"),
+            "'acme' matches 2 accounts: Acme Logistics (acme.com), Acme Health (acmehealth.com)",
+        ),
+        (("brief", "zzz"), "no account matches 'zzz'"),
+        (("score",), "say which account to score, or --all"),
+        (("score", "--all", "--day", "31/02"), "--day '31/02' is not a date"),
+    ],
+)
+def test_bad_input_is_one_clear_line(db, args, message):
+    done = run(*args, env=db)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2
+
+
+def test_unscored_account_and_bad_model_and_missing_schema(db, tmp_path):
+    done = run("brief", "northwind", env=db)
+    assert done.returncode == 1 and "has no score yet: run `healthbot score --all`" in done.stderr
+    bad = tmp_path / "model.yaml"
+    bad.write_text("version: 1\n")
+    done = run("brief", "northwind", env={**db, "HEALTHBOT_MODEL": str(bad)})
+    assert done.returncode == 1 and f"{bad}: signals: Field required" in done.stderr
+    empty = {"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    done = run("score", "--all", env=empty)
+    assert done.returncode == 1 and "has `healthbot db upgrade` run?" in done.stderr
+    assert run("db", "upgrade", env=empty).returncode == 0
+    assert run("score", "--all", "--day", str(date(2026, 11, 1)), env=empty).returncode == 0
