@@ -13,6 +13,7 @@ from rich.console import Console
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from cli.render import brief_panel
+from connectors.base import ConnectorError
 from health.briefs import account_brief
 from health.db import make_engine, session_scope
 from health.migrate import upgrade
@@ -109,6 +110,36 @@ def brief(
         out.print(brief_panel(view))
 
 
+@app.command()
+def sync(
+    source: Annotated[str | None, typer.Option(help="Only this source")] = None,
+    rescore_changed: Annotated[
+        bool, typer.Option("--score/--no-score", help="Score the accounts that changed")
+    ] = True,
+) -> None:
+    """Pull accounts and signals from every configured source (or one), then score what
+    changed. The first run pulls everything; later runs only what changed since."""
+    from cli.sync import run_sync
+
+    settings = get_settings()
+    run_sync(engine(), settings, model() if rescore_changed else None, only=source, console=out)
+
+
+@app.command("import")
+def import_file(
+    kind: Annotated[str, typer.Argument(help="accounts, observations or outcomes")],
+    path: Annotated[Path, typer.Argument(help="CSV file (columns: docs/import-formats.md)")],
+) -> None:
+    """Import accounts, signal observations or outcomes from a CSV file."""
+    from cli.sync import run_import
+
+    if kind not in ("accounts", "observations", "outcomes"):
+        raise UserError(f"cannot import {kind!r}: choose accounts, observations or outcomes")
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    run_import(engine(), kind, path, model=model(), console=out)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the latest version."""
@@ -148,6 +179,9 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except UserError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except ConnectorError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)
     except ModelError as exc:

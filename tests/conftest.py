@@ -39,15 +39,17 @@ def _empty(engine: Engine) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    name = f"healthbot_test_{_worker()}"
+def postgres_url() -> Iterator[str]:
+    name = f"healthbot_test_{_worker()}_{os.getpid()}"  # concurrent runs never collide
     try:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:  # pragma: no cover - environment failure
         pytest.fail(f"PostgreSQL is required for the storage tests ({POSTGRES_ADMIN_URL}): {exc}")
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

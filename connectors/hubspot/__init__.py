@@ -1,0 +1,5 @@
+"""HubSpot CRM connector: companies, renewal deals and tickets in; scores out (sink)."""
+
+from connectors.hubspot.source import HubSpotSource, build_source, is_configured
+
+__all__ = ["HubSpotSource", "build_source", "is_configured"]

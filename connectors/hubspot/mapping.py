@@ -1,0 +1,272 @@
+"""PURE functions: HubSpot CRM v3 JSON objects -> healthbot records (or RecordError).
+
+Objects are the API's wire shape: `{"id": "123", "properties": {...strings...},
+"createdAt": ..., "updatedAt": ..., "archived": false}`. Property values are strings;
+datetimes are ISO-8601 (`2026-10-01T12:00:00.000Z`) or epoch milliseconds; date properties
+are `YYYY-MM-DD` (or midnight epoch ms).
+
+Which properties mean what (custom `healthbot_*` ones are created by `healthbot crm setup`):
+- companies: name, domain, hubspot_owner_id (-> owner email via the owners API),
+  healthbot_segment (else numberofemployees bands), healthbot_arr, healthbot_renewal_date,
+  hs_lifecyclestage_customer_date; notes_last_contacted -> a csm_touch event at that time;
+  healthbot_last_exec_meeting -> an exec_meeting event (HubSpot cannot tell which meetings
+  were executive, so only this explicit property yields exec_meeting).
+- deals: closed won -> renewed (or expanded when dealtype says expansion/upsell), closed lost
+  -> churned, on closedate; arr_change = amount - healthbot_prior_amount (won), -amount (lost).
+- tickets: hs_ticket_priority in the sev-1 set -> a sev1_ticket event at createdate;
+  hs_pipeline_stage in the closed stages -> closed; a company's open_tickets snapshot is the
+  count of its open tickets, observed at the newest hs_lastmodifieddate among all its tickets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from health.records import (
+    SEGMENTS,
+    AccountRecord,
+    AccountRef,
+    ObservationRecord,
+    OutcomeRecord,
+    RecordError,
+)
+
+SOURCE = "hubspot"
+LASTMOD = "hs_lastmodifieddate"
+COMPANY_PROPS = [
+    "name",
+    "domain",
+    "hubspot_owner_id",
+    "healthbot_segment",
+    "numberofemployees",
+    "healthbot_arr",
+    "healthbot_renewal_date",
+    "hs_lifecyclestage_customer_date",
+    "notes_last_contacted",
+    "healthbot_last_exec_meeting",
+    LASTMOD,
+]
+DEAL_PROPS = [
+    "dealname",
+    "pipeline",
+    "dealstage",
+    "dealtype",
+    "amount",
+    "closedate",
+    "healthbot_prior_amount",
+    "hs_is_closed",
+    "hs_is_closed_won",
+    LASTMOD,
+]
+TICKET_PROPS = [
+    "hs_pipeline",
+    "hs_pipeline_stage",
+    "hs_ticket_priority",
+    "createdate",
+    "closed_date",
+    LASTMOD,
+]
+SEV1_PRIORITIES = frozenset({"HIGH", "URGENT"})
+CLOSED_TICKET_STAGES = frozenset({"4", "closed"})  # "4" is the default pipeline's Closed
+EXPANSION_DEAL_TYPES = frozenset({"expansion", "upsell", "upgrade"})
+NEW_BUSINESS_DEAL_TYPES = frozenset({"newbusiness"})
+
+
+class BadValue(ValueError):
+    pass
+
+
+def parse_datetime(value: str | None) -> datetime | None:
+    """ISO-8601 or epoch-ms string -> aware UTC datetime; None when empty; ValueError if bad."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"not a string: {value!r}")
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def parse_date(value: str | None) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and len(value) == 10 and value[4] == "-":
+        return date.fromisoformat(value)
+    parsed = parse_datetime(value)
+    return parsed.date() if parsed else None
+
+
+def _get(props: dict, name: str, parse):
+    try:
+        return parse(props.get(name))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise BadValue(f"unparsable {name}: {props.get(name)!r}") from exc
+
+
+def _number(value: str | None) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def segment_of(props: dict) -> str | None:
+    raw = (props.get("healthbot_segment") or "").strip().lower().replace("-", "_")
+    raw = raw.replace(" ", "_")
+    if raw in SEGMENTS:
+        return raw
+    employees = _number(props.get("numberofemployees"))
+    if employees is None:
+        return None
+    return "enterprise" if employees >= 1000 else "mid_market" if employees >= 100 else "smb"
+
+
+def _id(obj: dict) -> str:
+    oid = obj.get("id") if isinstance(obj, dict) else None
+    if not isinstance(oid, str | int) or not str(oid).strip():
+        raise BadValue("missing id")
+    if not isinstance(obj.get("properties"), dict):
+        raise BadValue("missing properties")
+    return str(oid)
+
+
+def _error(kind: str, obj: object, exc: BadValue) -> RecordError:
+    oid = obj.get("id") if isinstance(obj, dict) else None
+    return RecordError(SOURCE, f"{kind}:{oid if oid else '?'}", str(exc))
+
+
+def company_records(
+    obj: dict, owners: dict[str, str], *, deleted: bool = False
+) -> tuple[AccountRecord, list[ObservationRecord]] | RecordError:
+    """A company -> its AccountRecord (external_id = HubSpot company id) and engagement events."""
+    try:
+        cid = _id(obj)
+        p = obj["properties"]
+        _get(p, LASTMOD, parse_datetime)
+        arr = _get(p, "healthbot_arr", _number)
+        _get(p, "numberofemployees", _number)
+        owner_id = p.get("hubspot_owner_id") or None
+        account = AccountRecord(
+            source=SOURCE,
+            external_id=cid,
+            name=(p.get("name") or p.get("domain") or f"HubSpot company {cid}").strip(),
+            domain=p.get("domain") or None,
+            owner=owners.get(owner_id, owner_id) if owner_id else None,
+            segment=segment_of(p),
+            arr=arr,
+            customer_since=_get(p, "hs_lifecyclestage_customer_date", parse_date),
+            renewal_date=_get(p, "healthbot_renewal_date", parse_date),
+            deleted=deleted,
+        )
+        ref = AccountRef(crm_id=cid)
+        events = []
+        for prop, signal in (
+            ("notes_last_contacted", "csm_touch"),
+            ("healthbot_last_exec_meeting", "exec_meeting"),
+        ):
+            at = _get(p, prop, parse_datetime)
+            if at is not None and not deleted:
+                events.append(ObservationRecord(ref, signal, at, 1.0, SOURCE))
+    except BadValue as exc:
+        return _error("company", obj, exc)
+    return account, events
+
+
+def deal_outcomes(
+    obj: dict, company_ids: Iterable[str], *, renewal_pipeline: str | None = None
+) -> list[OutcomeRecord] | RecordError:
+    """A closed renewal deal -> one outcome per associated company; open deals -> []."""
+    try:
+        did = _id(obj)
+        p = obj["properties"]
+        if renewal_pipeline is not None and p.get("pipeline") != renewal_pipeline:
+            return []
+        if (p.get("dealtype") or "").lower() in NEW_BUSINESS_DEAL_TYPES:
+            return []
+        stage = (p.get("dealstage") or "").lower()
+        won = stage == "closedwon" or p.get("hs_is_closed_won") == "true"
+        lost = stage == "closedlost" or (p.get("hs_is_closed") == "true" and not won)
+        if not (won or lost):
+            return []
+        closed = _get(p, "closedate", parse_datetime)
+        if closed is None:
+            raise BadValue("closed deal without closedate")
+        amount = _get(p, "amount", _number)
+        prior = _get(p, "healthbot_prior_amount", _number)
+        companies = sorted(set(company_ids))
+        if not companies:
+            raise BadValue("deal has no associated company")
+    except BadValue as exc:
+        return _error("deal", obj, exc)
+    if won:
+        kind = (
+            "expanded" if (p.get("dealtype") or "").lower() in EXPANSION_DEAL_TYPES else ("renewed")
+        )
+        change = amount - prior if amount is not None and prior is not None else None
+    else:
+        kind = "churned"
+        lost_arr = amount if amount is not None else prior
+        change = -lost_arr if lost_arr is not None else None
+    return [
+        OutcomeRecord(
+            AccountRef(crm_id=c), kind, closed.date(), SOURCE, arr_change=change, external_id=did
+        )
+        for c in companies
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class TicketState:
+    id: str
+    created_at: datetime
+    modified_at: datetime
+    priority: str
+    open: bool
+
+
+def ticket_state(
+    obj: dict, *, closed_stages: frozenset[str] = CLOSED_TICKET_STAGES
+) -> TicketState | RecordError:
+    try:
+        tid = _id(obj)
+        p = obj["properties"]
+        created = _get(p, "createdate", parse_datetime)
+        modified = _get(p, LASTMOD, parse_datetime)
+        closed_at = _get(p, "closed_date", parse_datetime)
+        if created is None or modified is None:
+            raise BadValue("missing createdate" if created is None else f"missing {LASTMOD}")
+    except BadValue as exc:
+        return _error("ticket", obj, exc)
+    stage = p.get("hs_pipeline_stage")
+    is_open = stage not in closed_stages if stage else closed_at is None
+    return TicketState(tid, created, modified, (p.get("hs_ticket_priority") or "").upper(), is_open)
+
+
+def sev1_observations(
+    ticket: TicketState, company_ids: Iterable[str], *, sev1: frozenset[str] = SEV1_PRIORITIES
+) -> list[ObservationRecord]:
+    if ticket.priority not in sev1:
+        return []
+    return [
+        ObservationRecord(AccountRef(crm_id=c), "sev1_ticket", ticket.created_at, 1.0, SOURCE)
+        for c in sorted(set(company_ids))
+    ]
+
+
+def open_tickets_observation(
+    company_id: str, tickets: Iterable[TicketState]
+) -> ObservationRecord | None:
+    """The company's open-ticket count, observed at its newest ticket modification."""
+    tickets = list(tickets)
+    if not tickets:
+        return None
+    at = max(t.modified_at for t in tickets)
+    count = sum(1 for t in tickets if t.open)
+    return ObservationRecord(
+        AccountRef(crm_id=company_id), "open_tickets", at, float(count), SOURCE
+    )
+
+
+def owner_emails(owners: Iterable[dict]) -> dict[str, str]:
+    """Owners API results -> {owner id: email} (owners without an email are left out)."""
+    return {str(o["id"]): o["email"] for o in owners if o.get("id") and o.get("email")}

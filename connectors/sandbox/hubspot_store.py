@@ -1,0 +1,283 @@
+"""In-memory HubSpot CRM data for the sandbox fake: objects, associations, owners, properties.
+
+Vendor-shaped: every property value is a string, datetimes are ISO-8601 with milliseconds
+and `Z`, `hs_lastmodifieddate` bumps on every write. Seeded from a sandbox Portfolio
+(companies, renewal deals, tickets); `hubspot_api.py` serves it over HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+LASTMOD = "hs_lastmodifieddate"
+DATETIME_PROPS = {
+    LASTMOD,
+    "createdate",
+    "closedate",
+    "closed_date",
+    "notes_last_contacted",
+    "healthbot_last_exec_meeting",
+    "hs_lifecyclestage_customer_date",
+    "healthbot_updated_at",
+}
+DEFAULT_PROPS = ("createdate", LASTMOD, "hs_object_id")
+TYPES = ("companies", "deals", "tickets", "contacts")
+TICKET_STAGE = {"new": "1", "pending": "2", "open": "3", "solved": "4", "closed": "4"}
+TICKET_PRIORITY = {"low": "LOW", "normal": "MEDIUM", "high": "HIGH", "urgent": "URGENT"}
+COMPANY_ID_BASE, DEAL_ID_BASE, OWNER_ID_BASE = 10_000, 5_000_000, 90_000
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def ms(value: datetime | date | str) -> int:
+    if isinstance(value, str):
+        if value.lstrip("-").isdigit():
+            return int(value)
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time(), UTC)
+    return int(value.timestamp() * 1000)
+
+
+def sort_key(prop: str, value: str | None) -> tuple:
+    """How search compares a property value: datetimes by instant, numbers numerically."""
+    if value is None or value == "":
+        return (1, 0, "")
+    if prop in DATETIME_PROPS:
+        try:
+            return (0, ms(value), "")
+        except ValueError:
+            return (0, 0, value)
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (0, 0, value.lower())
+
+
+@dataclass
+class HubSpotStore:
+    now_ms: int = 0  # the fake's clock: writes stamp hs_lastmodifieddate with it, then tick
+    objects: dict[str, dict[str, dict]] = field(default_factory=lambda: {t: {} for t in TYPES})
+    archived: dict[str, dict[str, dict]] = field(default_factory=lambda: {t: {} for t in TYPES})
+    assoc: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+    owners: list[dict] = field(default_factory=list)
+    properties: dict[str, dict[str, dict]] = field(default_factory=lambda: {t: {} for t in TYPES})
+
+    # -- writes ------------------------------------------------------------------------
+    def tick(self) -> int:
+        self.now_ms += 1
+        return self.now_ms
+
+    def put(
+        self,
+        object_type: str,
+        obj_id: str,
+        props: dict[str, str],
+        *,
+        created_ms: int | None = None,
+        modified_ms: int | None = None,
+    ) -> dict:
+        mod = modified_ms if modified_ms is not None else self.tick()
+        created = created_ms if created_ms is not None else mod
+        properties = {"hs_object_id": obj_id, "createdate": iso(created), LASTMOD: iso(mod)}
+        properties.update({k: v for k, v in props.items() if v is not None})
+        obj = {
+            "id": obj_id,
+            "properties": properties,
+            "createdAt": iso(created),
+            "updatedAt": iso(mod),
+            "archived": False,
+        }
+        self.objects[object_type][obj_id] = obj
+        return obj
+
+    def update(
+        self,
+        object_type: str,
+        obj_id: str,
+        props: dict[str, str | None],
+        *,
+        modified_ms: int | None = None,
+    ) -> dict:
+        obj = self.objects[object_type][obj_id]
+        mod = modified_ms if modified_ms is not None else self.tick()
+        for k, v in props.items():
+            if v is None:
+                obj["properties"].pop(k, None)
+            else:
+                obj["properties"][k] = v
+        obj["properties"][LASTMOD] = iso(mod)
+        obj["updatedAt"] = iso(mod)
+        return obj
+
+    def archive(self, object_type: str, obj_id: str) -> dict:
+        obj = self.objects[object_type].pop(obj_id)
+        at = self.tick()
+        obj.update(archived=True, archivedAt=iso(at))
+        self.archived[object_type][obj_id] = obj
+        return obj
+
+    def associate(self, a_type: str, a_id: str, b_type: str, b_id: str) -> None:
+        self.assoc.setdefault((a_type, b_type), {}).setdefault(a_id, []).append(b_id)
+        self.assoc.setdefault((b_type, a_type), {}).setdefault(b_id, []).append(a_id)
+
+    def associated(self, from_type: str, to_type: str, obj_id: str) -> list[str]:
+        return list(self.assoc.get((from_type, to_type), {}).get(obj_id, []))
+
+    # -- reads -------------------------------------------------------------------------
+    def view(self, obj: dict, props: list[str] | None) -> dict:
+        """The object as the API returns it: only the asked-for properties (plus defaults)."""
+        wanted = set(DEFAULT_PROPS) | set(props or ())
+        out = dict(obj)
+        out["properties"] = {k: v for k, v in obj["properties"].items() if k in wanted}
+        for k in props or ():
+            out["properties"].setdefault(k, None)
+        return out
+
+    def search(self, object_type: str, filter_groups: list[dict], sorts: list) -> list[dict]:
+        rows = [
+            o
+            for o in self.objects[object_type].values()
+            if not filter_groups or any(_matches(o, g.get("filters", [])) for g in filter_groups)
+        ]
+        rows.sort(key=lambda o: int(o["id"]) if o["id"].isdigit() else 0)
+        for s in reversed(sorts or []):
+            if isinstance(s, str):
+                prop, desc = s.lstrip("-"), s.startswith("-")
+            else:
+                prop, desc = s.get("propertyName", ""), s.get("direction") == "DESCENDING"
+            rows.sort(key=lambda o: sort_key(prop, o["properties"].get(prop)), reverse=desc)
+        return rows
+
+    # -- seeding -----------------------------------------------------------------------
+    def seed(self, portfolio) -> dict[str, str]:
+        """Load a Portfolio; returns {portfolio account external_id: HubSpot company id}."""
+        owner_ids: dict[str, str] = {}
+        for email in sorted({a.owner for a in portfolio.accounts}):
+            oid = str(OWNER_ID_BASE + len(owner_ids) + 1)
+            owner_ids[email] = oid
+            first = email.split("@")[0].split(".")
+            self.owners.append(
+                {
+                    "id": oid,
+                    "email": email,
+                    "firstName": first[0].title(),
+                    "lastName": first[-1].title(),
+                    "userId": int(oid) + 1000,
+                    "createdAt": iso(0),
+                    "updatedAt": iso(0),
+                    "archived": False,
+                }
+            )
+        touches: dict[str, list] = {}
+        for t in portfolio.touches:
+            touches.setdefault(t.account_id, []).append(t)
+        ids = {
+            a.external_id: str(COMPANY_ID_BASE + i + 1) for i, a in enumerate(portfolio.accounts)
+        }
+        horizon = ms(portfolio.end + timedelta(days=1))
+        for a in portfolio.accounts:
+            ts = touches.get(a.external_id, [])
+            last = max((t.occurred_at for t in ts), default=None)
+            execs = [t.occurred_at for t in ts if t.executive and t.kind == "meeting"]
+            created = ms(a.customer_since)
+            self.put(
+                "companies",
+                ids[a.external_id],
+                {
+                    "name": a.name,
+                    "domain": a.domain,
+                    "hubspot_owner_id": owner_ids[a.owner],
+                    "healthbot_external_id": a.external_id,
+                    "healthbot_segment": a.segment,
+                    "healthbot_arr": f"{a.arr:.2f}",
+                    "numberofemployees": str(a.seats),
+                    "healthbot_renewal_date": a.renewal_date.isoformat(),
+                    "hs_lifecyclestage_customer_date": iso(created),
+                    "lifecyclestage": "customer",
+                    "notes_last_contacted": iso(ms(last)) if last else None,
+                    "healthbot_last_exec_meeting": iso(ms(max(execs))) if execs else None,
+                },
+                created_ms=created,
+                modified_ms=max(created, ms(last) if last else 0),
+            )
+        for n, r in enumerate(portfolio.renewals, start=1):
+            did = str(DEAL_ID_BASE + n)
+            won = r.outcome in ("renewed", "expanded")
+            closed = ms(r.close_date)
+            self.put(
+                "deals",
+                did,
+                {
+                    "dealname": f"Renewal {r.close_date.year}",
+                    "pipeline": "renewals",
+                    "dealstage": {"open": "contractsent", "churned": "closedlost"}.get(
+                        r.outcome, "closedwon"
+                    ),
+                    "dealtype": "expansion" if r.outcome == "expanded" else "existingbusiness",
+                    "amount": f"{(r.prior_amount if r.outcome == 'churned' else r.amount):.2f}",
+                    "healthbot_prior_amount": f"{r.prior_amount:.2f}",
+                    "closedate": iso(closed),
+                    "healthbot_external_id": r.external_id,
+                    "hs_is_closed_won": "true" if won else "false",
+                },
+                created_ms=closed - 90 * 86_400_000,
+                modified_ms=min(closed, horizon - 1) if r.outcome != "open" else horizon - 2,
+            )
+            self.associate("deals", did, "companies", ids[r.account_id])
+        for t in portfolio.tickets:
+            created, solved = ms(t.created_at), ms(t.solved_at) if t.solved_at else None
+            self.put(
+                "tickets",
+                t.external_id,
+                {
+                    "subject": t.subject,
+                    "hs_pipeline": "0",
+                    "hs_pipeline_stage": TICKET_STAGE[t.status],
+                    "hs_ticket_priority": TICKET_PRIORITY[t.priority],
+                    "closed_date": iso(solved)
+                    if solved and TICKET_STAGE[t.status] == "4"
+                    else None,
+                },
+                created_ms=created,
+                modified_ms=solved or created,
+            )
+            self.associate("tickets", t.external_id, "companies", ids[t.account_id])
+        self.now_ms = max(self.now_ms, horizon)
+        return ids
+
+
+def _matches(obj: dict, filters: list[dict]) -> bool:
+    props = obj["properties"]
+    for f in filters:
+        prop, op = f.get("propertyName", ""), f.get("operator", "EQ")
+        have = props.get(prop)
+        if op == "HAS_PROPERTY":
+            ok = have not in (None, "")
+        elif op == "NOT_HAS_PROPERTY":
+            ok = have in (None, "")
+        elif have in (None, ""):
+            ok = False
+        else:
+            k = sort_key(prop, have)
+            if op in ("IN", "NOT_IN"):
+                values = {sort_key(prop, v) for v in f.get("values", [])}
+                ok = (k in values) == (op == "IN")
+            elif op == "BETWEEN":
+                ok = sort_key(prop, f["value"]) <= k <= sort_key(prop, f["highValue"])
+            else:
+                v = sort_key(prop, f.get("value"))
+                ok = {
+                    "EQ": k == v,
+                    "NEQ": k != v,
+                    "GT": k > v,
+                    "GTE": k >= v,
+                    "LT": k < v,
+                    "LTE": k <= v,
+                }.get(op, False)
+        if not ok:
+            return False
+    return True

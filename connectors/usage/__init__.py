@@ -1,0 +1,1 @@
+"""Product usage: daily rows per account from a SQL query or a CSV (see source.py)."""

@@ -1,0 +1,1 @@
+"""Zendesk Support: tickets -> support signals (see source.py)."""
