@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import Engine
 
+from cli.demo_sync import sync_sandbox_apis
 from cli.render import at_risk_table, brief_panel, portfolio_table
 from connectors.sandbox.portfolio import Portfolio, generate_portfolio
 from connectors.sandbox.source import PortfolioSource
@@ -122,7 +123,7 @@ def where_data_lives(ctx: DemoContext) -> None:
 STEPS: list[tuple[str, DemoStep]] = [
     ("Create a fresh demo database", fresh_database),
     ("Build the sandbox portfolio", build_portfolio),
-    ("Load it", load_portfolio),
+    ("Sync it through the sandbox Salesforce, HubSpot and Zendesk APIs", sync_sandbox_apis),
     ("Score every account, every day", score_history),
     ("Your portfolio", show_portfolio),
     ("Where the data lives", where_data_lives),

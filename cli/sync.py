@@ -18,7 +18,7 @@ from health.scoring_service import rescore
 from health.settings import Settings
 
 
-def _run(engine: Engine, source, console: Console) -> SyncReport:
+def run_source(engine: Engine, source, console: Console) -> SyncReport:
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -90,7 +90,7 @@ def run_sync(
             "USAGE_* variables (see README), or use `healthbot import`."
         )
         return []
-    reports = [_run(engine, s, console) for s in sources]
+    reports = [run_source(engine, s, console) for s in sources]
     console.print(report_table(reports))
     explain_problems(reports, console)
     touched = set().union(*(r.stored.touched_accounts for r in reports))
@@ -111,7 +111,7 @@ def run_import(
         from cli.main import UserError
 
         raise UserError(f"{path}: {exc}") from None
-    report = _run(engine, source, console)
+    report = run_source(engine, source, console)
     console.print(report_table([report]))
     explain_problems([report], console)
     return report

@@ -29,11 +29,13 @@ def test_demo_at_risk_accounts_are_the_declining_ones(tmp_path):
         end=date(2026, 11, 1),
     )
     run_demo(ctx)
-    truth = ctx.portfolio.truth()
+    by_id = ctx.portfolio.truth()  # accounts land under their CRM's ids: match on domain
+    truth = {a.domain: by_id[a.external_id] for a in ctx.portfolio.accounts}
     with session_scope(ctx.engine) as session:
-        ext = dict(session.execute(select(Account.id, Account.external_id)).all())
+        ext = dict(session.execute(select(Account.id, Account.domain)).all())
         view = portfolio(session=session, top=200)
         n_scores = session.exec(select(func.count()).select_from(Score)).scalar_one()
+        accounts = session.exec(select(Account)).scalars().all()
     risky = Counter(truth[ext[line.account_id]] for line in view.at_risk)
     bad = risky["slow_decline"] + risky["sudden_shock"]
     assert len(view.at_risk) >= 10
@@ -42,8 +44,12 @@ def test_demo_at_risk_accounts_are_the_declining_ones(tmp_path):
     assert top10["slow_decline"] + top10["sudden_shock"] >= 7, top10
     healthy_share = Counter(truth.values())["thriving"] / len(truth)
     assert risky["thriving"] / len(view.at_risk) < healthy_share / 2
+    assert len(accounts) == 160
     assert n_scores >= 160 * 150  # scored day by day over the history
     printed = (tmp_path / "out.txt").read_text()
     for title, _ in STEPS:
         assert title in printed
     assert "Most at risk" in printed and "healthbot-demo" not in printed
+    for source in ("salesforce", "hubspot", "zendesk", "usage"):
+        assert source in printed  # synced through the sandbox APIs with the real clients
+    assert {a.source for a in accounts} == {"salesforce", "hubspot"}
