@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import random
 import resource
 import sys
@@ -53,15 +54,12 @@ def say(msg: str) -> None:
     print(f"[bench {time.perf_counter() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-def bench_url(admin_url: str) -> str:
-    return make_url(admin_url).set(database=DB).render_as_string(hide_password=False)
-
-
-def recreate_db(admin_url: str, *, drop_only: bool = False) -> None:
+def recreate_db(admin_url: str, db: str, *, drop_only: bool = False) -> None:
+    # no FORCE: a bench still running on `db` makes this fail instead of losing its database
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(db)))
         if not drop_only:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
 
 
 def account_rows(n: int, rng: random.Random) -> tuple[list[str], list[tuple]]:
@@ -169,13 +167,15 @@ def load(url: str, n: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--accounts", type=int, default=100_000)
-    ap.add_argument("--url", default=ADMIN_URL, help=f"admin URL of the server ({DB} on it)")
+    ap.add_argument("--url", default=ADMIN_URL, help="admin URL of the server to use")
+    ap.add_argument("--db", default=DB, help="database to (re)create for the run")
     ap.add_argument("--batch-size", type=int, default=2000)
-    ap.add_argument("--keep", action="store_true", help=f"keep {DB} afterwards")
+    ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = ap.parse_args()
-    n, url = args.accounts, bench_url(args.url)
-    say(f"creating {DB} ({n} accounts x {DAYS} days)")
-    recreate_db(args.url)
+    n = args.accounts
+    url = make_url(args.url).set(database=args.db).render_as_string(hide_password=False)
+    say(f"creating {args.db} ({n} accounts x {DAYS} days)")
+    recreate_db(args.url, args.db)
     engine = make_engine(url)
 
     @event.listens_for(engine, "connect")
@@ -215,6 +215,7 @@ def main() -> None:
             limits.append(time.perf_counter() - t)
     limit = min(limits)
     say(f"floor: {' / '.join(f'{s:.2f}s' for s in limits)}")
+    load_avg = os.getloadavg()[0]
 
     queries = 0
 
@@ -239,9 +240,10 @@ def main() -> None:
     event.remove(engine, "before_cursor_execute", _count)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     say(f"rescore: {seconds:.2f}s, {report}")
+    say(f"load average {load_avg:.1f} -> {os.getloadavg()[0]:.1f} (other work skews timings)")
     engine.dispose()
     if not args.keep:
-        recreate_db(args.url, drop_only=True)
+        recreate_db(args.url, args.db, drop_only=True)
     say(f"done at {datetime.now(UTC):%H:%M:%S} UTC")
     result = {
         "accounts": n,
