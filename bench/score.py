@@ -1,22 +1,21 @@
 """Benchmark the full rescore against the floor PostgreSQL itself sets.
 
-    python bench/score.py [--accounts N] [--url ADMIN_URL] [--batch-size B] [--keep]
+    python bench/score.py [--accounts N] [--url ADMIN_URL] [--db NAME] [--batch-size B]
+                          [--no-history] [--keep]
 
-Builds N accounts with 90 days of observations in a dedicated database (`healthbot_bench`,
-dropped and recreated on the server of --url, migrated with `upgrade()`), loaded with COPY in a
-child process so the numbers below belong to this process. Then times
-  floor    one SQL aggregate pass over the same observation rows, one row out per account;
-  rescore  `rescore(engine, model, day=LAST_DAY)`: read observations, score, write Score,
-           ScoreChange and OutboxItem rows (the score tables start empty).
-Both run on connections with the same SESSION settings. Progress goes to stderr; the last
-line on stdout is JSON: accounts, observations, seconds (rescore), limit_seconds (floor),
-ratio, accounts_per_s, peak_rss_mb (of this process, which does no loading), queries (SQL
-statements the rescore sent; an executemany page counts once).
+Creates N accounts with 90 days of observations in a fresh database (--db on the server of
+--url, migrated with `upgrade()`, loaded with COPY by a child process), seeds the score history
+a daily run finds (an untimed rescore of the day before, copied to 30 and 90 days back), then
+times the floor (one aggregate pass over the same rows, one row out per account) and
+`rescore(engine, model, day=LAST_DAY)`, both on connections with the SESSION settings.
+Progress goes to stderr; the last line on stdout is JSON. peak_rss_mb is this process's (it
+loads nothing); queries counts the statements the rescore sent (an executemany page once).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
@@ -24,7 +23,7 @@ import random
 import resource
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import psycopg
 from psycopg import sql
@@ -33,7 +32,9 @@ from sqlalchemy.engine import make_url
 
 from health.db import make_engine
 from health.migrate import upgrade
+from health.models import Score
 from health.scoring.model import load_model
+from health.scoring.stats import LOOKBACK_DAYS
 from health.scoring_service import day_end, rescore
 from health.settings import DEFAULT_MODEL_PATH
 
@@ -41,12 +42,19 @@ ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DB = "healthbot_bench"
 DAYS = 90
 LAST_DAY = date(2026, 11, 30)
-SESSION = {
-    "work_mem": "64MB",
-    "jit": "off",
-}  # applied to the rescore's and the floor's connections alike
+# set on every connection, the rescore's and the floor's alike
+SESSION = {"work_mem": "64MB", "jit": "off"}
+DRIFTS = (0.0, 0.0, 0.0, 0.1, -0.2, -0.5, -0.8)  # usage change over the 90 days
+# per 10,007 account-days: 50 sev-1 tickets, 30 escalations, 100 exec meetings, 5 departures
+RARE = [("sev1_ticket", "zendesk")] * 50 + [("escalation", "zendesk")] * 30
+RARE += [("exec_meeting", "salesforce")] * 100 + [("champion_left", "salesforce")] * 5
 SOURCES = ("salesforce",) * 9 + ("hubspot",) * 7 + ("csv",) * 4
 SEGMENTS = ("enterprise", "mid_market", "mid_market", "smb", "smb", "smb")
+FLOOR_SQL = text(
+    "CREATE TABLE bench_floor AS SELECT account_id, count(*) AS n, avg(value) AS mean,"
+    " max(observed_at) AS latest FROM observation"
+    " WHERE observed_at >= :lo AND observed_at < :hi GROUP BY account_id"
+)
 T0 = time.perf_counter()
 
 
@@ -74,19 +82,9 @@ def account_rows(n: int, rng: random.Random) -> tuple[list[str], list[tuple]]:
             f"owner{i % 50}@example.com\t{rng.choice(SEGMENTS)}\t{seats * 1200}\t{since}\t"
             f"{renews}\t{LAST_DAY}T00:00:00+00\n"
         )
-        # seats, utilisation, drift over the 90 days, core features, key events per user,
-        # days between CSM touches, a late payer
-        params.append(
-            (
-                seats,
-                rng.uniform(0.15, 0.95),
-                rng.choice((0.0, 0.0, 0.0, 0.1, -0.2, -0.5, -0.8)),
-                rng.uniform(0.5, 7.0),
-                rng.uniform(2.0, 20.0),
-                rng.randint(5, 45),
-                rng.random() < 0.1,
-            )
-        )
+        util, drift, feats = rng.uniform(0.15, 0.95), rng.choice(DRIFTS), rng.uniform(0.5, 7)
+        per_user, touch_every, late = rng.uniform(2, 20), rng.randint(5, 45), rng.random() < 0.1
+        params.append((seats, util, drift, feats, per_user, touch_every, late))
     return lines, params
 
 
@@ -119,15 +117,8 @@ def day_lines(d: int, day: date, params: list[tuple], rng: random.Random) -> lis
             add(f"{i}\tpayment_failed\t{ts}\t1\tbilling\n")
         if k % 90 == 45:
             add(f"{i}\tnps\t{ts}\t{int(rnd() * 11)}\tsurvey\n")
-        h = (d * 7919 + i * 104729) % 10007
-        if h < 50:
-            add(f"{i}\tsev1_ticket\t{ts}\t1\tzendesk\n")
-        elif h < 80:
-            add(f"{i}\tescalation\t{ts}\t1\tzendesk\n")
-        elif h < 180:
-            add(f"{i}\texec_meeting\t{ts}\t1\tsalesforce\n")
-        elif h < 185:
-            add(f"{i}\tchampion_left\t{ts}\t1\tsalesforce\n")
+        if (h := (d * 7919 + i * 104729) % 10007) < len(RARE):  # rare events, spread evenly
+            add(f"{i}\t{RARE[h][0]}\t{ts}\t1\t{RARE[h][1]}\n")
     return out
 
 
@@ -164,12 +155,62 @@ def load(url: str, n: int) -> None:
         conn.commit()
 
 
+def set_session(dbapi_conn, _record) -> None:
+    with dbapi_conn.cursor() as cur:
+        for k, v in SESSION.items():
+            cur.execute(f"SET {k} = '{v}'")
+    dbapi_conn.commit()
+
+
+def vacuum(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        return conn.execute("SELECT count(*) FROM observation").fetchone()[0]
+
+
+def progress_line(n: int, label: str):
+    done, step = 0, max(1, n // 10)
+
+    def progress(k: int) -> None:
+        nonlocal done
+        done += k
+        if done // step != (done - k) // step:
+            say(f"  {label} {done}/{n}")
+
+    return progress
+
+
+def seed_history(engine, model, n: int, batch_size: int) -> None:
+    say("history: rescoring the day before (untimed)")
+    day = LAST_DAY - timedelta(days=1)
+    rescore(engine, model, day=day, batch_size=batch_size, progress=progress_line(n, "seeded"))
+    cols = [c.name for c in Score.__table__.c if c.name != "id"]
+    shifted = ", ".join("score_date - v.d" if c == "score_date" else c for c in cols)
+    copy = f"INSERT INTO score ({', '.join(cols)}) SELECT {shifted} FROM score"
+    with engine.begin() as conn:  # the same scores 30 and 90 days before LAST_DAY
+        conn.execute(text(copy + ", (VALUES (29), (89)) AS v(d)"))
+
+
+def floor_seconds(engine) -> float:
+    """The faster of two runs of one aggregate pass: what PostgreSQL itself needs."""
+    now, runs = day_end(LAST_DAY), []
+    for _ in range(2):
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS bench_floor"))
+            t = time.perf_counter()
+            conn.execute(FLOOR_SQL, {"lo": now - timedelta(days=LOOKBACK_DAYS), "hi": now})
+            runs.append(time.perf_counter() - t)
+    say(f"floor: {' / '.join(f'{s:.2f}s' for s in runs)}")
+    return min(runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--accounts", type=int, default=100_000)
     ap.add_argument("--url", default=ADMIN_URL, help="admin URL of the server to use")
     ap.add_argument("--db", default=DB, help="database to (re)create for the run")
     ap.add_argument("--batch-size", type=int, default=2000)
+    ap.add_argument("--no-history", action="store_true", help="rescore with empty score tables")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = ap.parse_args()
     n = args.accounts
@@ -177,16 +218,9 @@ def main() -> None:
     say(f"creating {args.db} ({n} accounts x {DAYS} days)")
     recreate_db(args.url, args.db)
     engine = make_engine(url)
-
-    @event.listens_for(engine, "connect")
-    def _session(dbapi_conn, _record) -> None:
-        with dbapi_conn.cursor() as cur:
-            for k, v in SESSION.items():
-                cur.execute(f"SET {k} = '{v}'")
-        dbapi_conn.commit()
-
+    event.listen(engine, "connect", set_session)
     upgrade(engine)
-    engine.dispose()
+    engine.dispose()  # no pooled connection crosses the fork
     say("loading with COPY (child process)")
     child = multiprocessing.get_context("fork").Process(target=load, args=(url, n))
     child.start()
@@ -194,57 +228,29 @@ def main() -> None:
     if child.exitcode:
         sys.exit(f"loading failed (exit {child.exitcode})")
     say("VACUUM ANALYZE")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-        obs = conn.execute("SELECT count(*) FROM observation").fetchone()[0]
-        size = conn.execute("SELECT pg_size_pretty(pg_table_size('observation'))").fetchone()[0]
-    say(f"{obs} observations ({obs / n / DAYS:.2f} per account-day, {size})")
+    obs = vacuum(url)
+    say(f"{obs} observations ({obs / n / DAYS:.2f} per account-day)")
     model = load_model(DEFAULT_MODEL_PATH)
-    now = day_end(LAST_DAY)
-    floor_sql = text(
-        "CREATE TABLE bench_floor AS SELECT account_id, count(*) AS n, avg(value) AS mean,"
-        " max(observed_at) AS latest FROM observation"
-        " WHERE observed_at >= :lo AND observed_at < :hi GROUP BY account_id"
-    )
-    limits = []
-    for _ in range(2):  # the faster of two runs: the floor is what PostgreSQL can do
-        with engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS bench_floor"))
-            t = time.perf_counter()
-            conn.execute(floor_sql, {"lo": now - timedelta(days=365), "hi": now})
-            limits.append(time.perf_counter() - t)
-    limit = min(limits)
-    say(f"floor: {' / '.join(f'{s:.2f}s' for s in limits)}")
-    load_avg = os.getloadavg()[0]
-
-    queries = 0
-
-    def _count(*_a) -> None:
-        nonlocal queries
-        queries += 1
-
-    done, step = 0, max(1, n // 10)
-
-    def progress(k: int) -> None:
-        nonlocal done
-        done += k
-        if done // step != (done - k) // step or done == n:
-            say(f"  rescored {done}/{n}")
-
+    if not args.no_history:
+        seed_history(engine, model, n, args.batch_size)
+        vacuum(url)
+    limit = floor_seconds(engine)
     say(f"rescore, batch size {args.batch_size}")
     engine.dispose()
-    event.listen(engine, "before_cursor_execute", _count)
+    counter, progress = itertools.count(), progress_line(n, "rescored")
+    load_avg = os.getloadavg()[0]
+    event.listen(engine, "before_cursor_execute", lambda *_: next(counter))
     t = time.perf_counter()
     report = rescore(engine, model, day=LAST_DAY, batch_size=args.batch_size, progress=progress)
     seconds = time.perf_counter() - t
-    event.remove(engine, "before_cursor_execute", _count)
+    queries = next(counter)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     say(f"rescore: {seconds:.2f}s, {report}")
     say(f"load average {load_avg:.1f} -> {os.getloadavg()[0]:.1f} (other work skews timings)")
     engine.dispose()
     if not args.keep:
         recreate_db(args.url, args.db, drop_only=True)
-    say(f"done at {datetime.now(UTC):%H:%M:%S} UTC")
+    say("done")
     result = {
         "accounts": n,
         "observations": obs,
