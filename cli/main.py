@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from cli.errors import UserError
 from cli.render import brief_panel
 from connectors.base import ConnectorError
 from health.briefs import account_brief
@@ -31,10 +32,6 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
-
-
-class UserError(Exception):
-    """Bad input or configuration: one line on stderr, exit 1."""
 
 
 def engine():

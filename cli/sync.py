@@ -10,6 +10,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from cli.errors import UserError
 from connectors.files.csv_import import CsvImport
 from connectors.registry import enabled_sources
 from health.ingest import SyncReport, ingest
@@ -108,8 +109,6 @@ def run_import(
     try:
         source = CsvImport(kind, path, signals=model.signals)
     except ValueError as exc:
-        from cli.main import UserError
-
         raise UserError(f"{path}: {exc}") from None
     report = run_source(engine, source, console)
     console.print(report_table([report]))

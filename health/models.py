@@ -165,6 +165,10 @@ class SyncState(SQLModel, table=True):
 class SyncError(SQLModel, table=True):
     """A record a source could not use, kept so an admin can see and fix it."""
 
+    __table_args__ = (
+        UniqueConstraint("source", "record_key", "reason", name="uq_syncerror_problem"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=32, index=True)
     record_key: str = Field(max_length=128)

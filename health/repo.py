@@ -96,23 +96,20 @@ def upsert_accounts(
     }
     changed = 0
     for key, rec in by_key.items():
+        row = existing.get(key)
         values = {f: getattr(rec, f) for f in ACCOUNT_FIELDS}
         values["domain"] = normalise_domain(rec.domain)
-        values["deleted_at"] = now if rec.deleted else None
-        row = existing.get(key)
+        # a deletion keeps the moment it was first seen
+        values["deleted_at"] = ((row and row.deleted_at) or now) if rec.deleted else None
         if row is None:
-            row = Account(source=rec.source, external_id=rec.external_id, updated_at=now, **values)
-            session.add(row)
-            existing[key] = row
+            existing[key] = Account(
+                source=rec.source, external_id=rec.external_id, updated_at=now, **values
+            )
+            session.add(existing[key])
             changed += 1
-        elif any(
-            getattr(row, f) != v
-            for f, v in values.items()
-            if not (f == "deleted_at" and (row.deleted_at is None) == (v is None))
-        ):
+        elif any(getattr(row, f) != v for f, v in values.items()):
             for f, v in values.items():
-                if f != "deleted_at" or (row.deleted_at is None) != (v is None):
-                    setattr(row, f, v)
+                setattr(row, f, v)
             row.updated_at = now
             changed += 1
     session.flush()
@@ -225,10 +222,14 @@ def store_batch(*, session: Session, source: str, batch: Batch, now: datetime) -
     report.upserted += written
     report.unchanged += len(out_rows) - written
 
-    if batch.errors:
-        session.add_all(
-            SyncError(source=e.source, record_key=e.key[:128], reason=e.reason, seen_at=now)
-            for e in batch.errors
+    if batch.errors:  # one row per distinct problem: a rerun refreshes seen_at, adds nothing
+        errors = {(e.source, e.key[:128], e.reason): e for e in batch.errors}
+        upsert(
+            session,
+            SyncError,
+            [{"source": s, "record_key": k, "reason": r, "seen_at": now} for s, k, r in errors],
+            keys=("source", "record_key", "reason"),
+            update=("seen_at",),
         )
     if batch.watermark is not None:
         set_watermark(session=session, source=source, watermark=batch.watermark, now=now)

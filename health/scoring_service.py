@@ -35,6 +35,16 @@ class RescoreReport:
     changes: int = 0
     announced: int = 0
 
+    def add(
+        self, written: WriteReport, *, scored: int, accounts: int, progress: Progress | None
+    ) -> None:
+        self.changes += written.changes
+        self.announced += written.announced
+        self.scored += scored
+        self.accounts += accounts
+        if progress:
+            progress(accounts)
+
 
 def day_end(day: date) -> datetime:
     """A scoring day's instant: everything observed up to the end of that UTC day counts."""
@@ -97,12 +107,7 @@ def rescore(
                 sources={a.id: a.source for a in accounts},
                 previous={(k, day): v for k, v in prev.items()},
             )
-            report.changes += written.changes
-            report.announced += written.announced
-        report.accounts += len(part)
-        report.scored += len(rows)
-        if progress:
-            progress(len(part))
+        report.add(written, scored=len(rows), accounts=len(part), progress=progress)
     return report
 
 
@@ -237,12 +242,7 @@ def _store_replay(engine, part, rows, days, report, progress) -> None:
         w = write_scores(
             session=session, rows=rows, sources={a.id: a.source for a in part}, previous=previous
         )
-    report.changes += w.changes
-    report.announced += w.announced
-    report.scored += len(rows)
-    report.accounts += len(part)
-    if progress:
-        progress(len(part))
+    report.add(w, scored=len(rows), accounts=len(part), progress=progress)
 
 
 def _replay_part(job: tuple) -> list[dict]:

@@ -261,8 +261,8 @@ def test_server_errors_retry_then_give_up(sandbox):
 
 
 def test_timeout_is_retried(sandbox):
-    src = make_source(sandbox, client={"timeout": 0.05})
-    sandbox.server.inject(Fault("slow", path_contains="/companies/search", delay=0.2))
+    src = make_source(sandbox, client={"timeout": 0.5})
+    sandbox.server.inject(Fault("slow", path_contains="/companies/search", delay=1.0))
     batches = list(src.pull(None))
     assert sum(len(b.accounts) for b in batches) == len(sandbox.company_ids)
     assert len(src.client.sleeps) == 1 and sandbox.server.count("POST", "/companies/search") == 2

@@ -313,13 +313,13 @@ def test_5xx_is_retried_with_backoff_then_gives_up(sandbox):
 
 def test_timeouts_are_retried(sandbox):
     sleeps: list[float] = []
-    sandbox.server.inject(Fault("slow", path_contains="/query", times=1, delay=0.2))
-    batches = list(make_source(sandbox, sleeps=sleeps, timeout=0.05).pull(None))
+    sandbox.server.inject(Fault("slow", path_contains="/query", times=1, delay=1.0))
+    batches = list(make_source(sandbox, sleeps=sleeps, timeout=0.5).pull(None))
     assert len(sleeps) == 1
     assert sum(len(b.accounts) for b in batches) == len(PORTFOLIO.accounts)
-    sandbox.server.inject(Fault("slow", path_contains="/describe", times=5, delay=0.15))
+    sandbox.server.inject(Fault("slow", path_contains="/describe", times=5, delay=0.8))
     with pytest.raises(TransientConnectorError, match="did not answer"):
-        list(make_source(sandbox, timeout=0.05).pull(None))
+        list(make_source(sandbox, timeout=0.5).pull(None))
 
 
 def test_expired_token_names_the_variable_and_keeps_committed_batches(engine, sandbox):

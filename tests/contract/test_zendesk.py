@@ -288,9 +288,9 @@ def test_server_errors_and_timeouts_are_retried(engine, portfolio, sb):
     sleeps: list[float] = []
     sb.server.inject(
         Fault("server_error", path_contains=EXPORT, times=2),
-        Fault("slow", path_contains=EXPORT, times=1, delay=0.2),
+        Fault("slow", path_contains=EXPORT, times=1, delay=1.0),
     )
-    ingest(engine, source(sb, sleeps, timeout=0.1))
+    ingest(engine, source(sb, sleeps, timeout=0.5))
     assert len(sleeps) == 3 and all(0 < s < 1 for s in sleeps)
     assert sb.server.count("GET", EXPORT) == 4
     assert latest_open(engine) == expected_open(sb)
