@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -161,7 +161,7 @@ def _one_account(session, query: str):
 
 def _parse_day(day: str | None) -> date:
     if day is None:
-        return date.today()
+        return datetime.now(UTC).date()
     try:
         return date.fromisoformat(day)
     except ValueError:

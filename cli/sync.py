@@ -11,6 +11,7 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from cli.errors import UserError
+from connectors.base import ConnectorError
 from connectors.files.csv_import import CsvImport
 from connectors.registry import enabled_sources
 from health.ingest import SyncReport, ingest
@@ -19,7 +20,9 @@ from health.scoring_service import rescore
 from health.settings import Settings
 
 
-def run_source(engine: Engine, source, console: Console) -> SyncReport:
+def run_source(
+    engine: Engine, source, console: Console, report: SyncReport | None = None
+) -> SyncReport:
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -34,7 +37,7 @@ def run_source(engine: Engine, source, console: Console) -> SyncReport:
                 task, detail=f"{report.fetched:,} records · {report.api_calls or 0:,} API calls"
             )
 
-        report = ingest(engine, source, on_batch=update)
+        report = ingest(engine, source, on_batch=update, report=report)
         bar.update(task, detail=f"{report.fetched:,} records · done")
     return report
 
@@ -91,7 +94,14 @@ def run_sync(
             "USAGE_* variables (see README), or use `healthbot import`."
         )
         return []
-    reports = [run_source(engine, s, console) for s in sources]
+    reports, failed = [], []
+    for source in sources:  # one source failing never stops the others
+        report = SyncReport(source=source.name)
+        try:
+            run_source(engine, source, console, report)
+        except ConnectorError as exc:
+            failed.append(f"{source.name}: {exc}")
+        reports.append(report)
     console.print(report_table(reports))
     explain_problems(reports, console)
     touched = set().union(*(r.stored.touched_accounts for r in reports))
@@ -100,6 +110,8 @@ def run_sync(
         console.print(
             f"Scored {result.scored} changed accounts: {result.announced} tier changes announced"
         )
+    if failed:  # what was committed before the failure stays, and is scored above
+        raise UserError("sync failed for " + "; ".join(failed))
     return reports
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from connectors import hubspot, salesforce, usage, zendesk  # noqa: F401 (packages)
 from connectors.base import PermanentConnectorError, Source
 from connectors.hubspot import source as hubspot_source
 from connectors.salesforce import source as salesforce_source

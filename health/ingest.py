@@ -58,9 +58,11 @@ def ingest(
     *,
     clock: Callable[[], datetime] = utcnow,
     on_batch: Callable[[SyncReport, Batch], None] | None = None,
+    report: SyncReport | None = None,
 ) -> SyncReport:
     started = time.perf_counter()
-    report = SyncReport(source=source.name)
+    # a caller-supplied report keeps what was committed even when the source fails midway
+    report = report if report is not None else SyncReport(source=source.name)
     with session_scope(engine) as session:
         since = get_watermark(session=session, source=source.name)
     report.watermark = since

@@ -71,7 +71,7 @@ class StoreReport:
     unchanged: int = 0
     unmatched: dict[str, int] = field(default_factory=dict)  # account key -> records
     errors: int = 0
-    touched_accounts: set[int] = field(default_factory=set)
+    touched_accounts: set[int] = field(default_factory=set)  # accounts whose data changed
 
     def add(self, other: StoreReport) -> None:
         self.upserted += other.upserted
@@ -84,8 +84,9 @@ class StoreReport:
 
 def upsert_accounts(
     *, session: Session, records: Sequence[AccountRecord], now: datetime
-) -> tuple[dict[tuple[str, str], int], int]:
-    """Insert new accounts, update changed ones. Returns ({(source, external_id): id}, changed)."""
+) -> tuple[dict[tuple[str, str], int], set[tuple[str, str]]]:
+    """Insert new accounts, update changed ones.
+    Returns ({(source, external_id): id}, the keys that were inserted or changed)."""
     by_key = {(r.source, r.external_id): r for r in records}  # the last word on a key wins
     existing = {
         (a.source, a.external_id): a
@@ -94,7 +95,7 @@ def upsert_accounts(
             select(Account).where(tuple_(Account.source, Account.external_id).in_(part))
         ).scalars()
     }
-    changed = 0
+    changed: set[tuple[str, str]] = set()
     for key, rec in by_key.items():
         row = existing.get(key)
         values = {f: getattr(rec, f) for f in ACCOUNT_FIELDS}
@@ -106,12 +107,12 @@ def upsert_accounts(
                 source=rec.source, external_id=rec.external_id, updated_at=now, **values
             )
             session.add(existing[key])
-            changed += 1
+            changed.add(key)
         elif any(getattr(row, f) != v for f, v in values.items()):
             for f, v in values.items():
                 setattr(row, f, v)
             row.updated_at = now
-            changed += 1
+            changed.add(key)
     session.flush()
     return {k: a.id for k, a in existing.items()}, changed  # type: ignore[misc]
 
@@ -160,9 +161,9 @@ def store_batch(*, session: Session, source: str, batch: Batch, now: datetime) -
     report = StoreReport(errors=len(batch.errors))
     if batch.accounts:
         ids, changed = upsert_accounts(session=session, records=batch.accounts, now=now)
-        report.upserted += changed
-        report.unchanged += len(batch.accounts) - changed
-        report.touched_accounts |= set(ids.values())
+        report.upserted += len(changed)
+        report.unchanged += len(batch.accounts) - len(changed)
+        report.touched_accounts |= {ids[k] for k in changed}
     refs = resolve_refs(
         session=session,
         refs=[o.account for o in batch.observations] + [o.account for o in batch.outcomes],
@@ -186,18 +187,17 @@ def store_batch(*, session: Session, source: str, batch: Batch, now: datetime) -
                 "value": float(o.value),
                 "source": o.source,
             }
-    written = len(
-        upsert(
-            session,
-            Observation,
-            list(obs_rows.values()),
-            keys=("account_id", "signal", "observed_at", "source"),
-            update=("value",),
-        )
+    written = upsert(
+        session,
+        Observation,
+        list(obs_rows.values()),
+        keys=("account_id", "signal", "observed_at", "source"),
+        update=("value",),
+        returning=("account_id",),
     )
-    report.upserted += written
-    report.unchanged += len(obs_rows) - written
-    report.touched_accounts |= {k[0] for k in obs_rows}
+    report.upserted += len(written)
+    report.unchanged += len(obs_rows) - len(written)
+    report.touched_accounts |= {acc for (acc,) in written}  # only accounts whose data changed
 
     out_rows = {}
     for o in batch.outcomes:

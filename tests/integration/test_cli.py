@@ -96,3 +96,29 @@ def test_unscored_account_and_bad_model_and_missing_schema(db, tmp_path):
     assert done.returncode == 1 and "has `healthbot db upgrade` run?" in done.stderr
     assert run("db", "upgrade", env=empty).returncode == 0
     assert run("score", "--all", "--day", str(date(2026, 11, 1)), env=empty).returncode == 0
+
+
+def test_sync_runs_every_source_and_a_failing_one_stops_only_itself(db, tmp_path):
+    from connectors.sandbox.portfolio import generate_portfolio
+    from connectors.sandbox.zendesk_api import start_zendesk_sandbox
+
+    usage = tmp_path / "usage.csv"
+    usage.write_text("domain,day,active_users,seats\nacme.com,2026-10-30,40,50\n")
+    zendesk = start_zendesk_sandbox(generate_portfolio(3, 30))
+    try:
+        env = {
+            **db,
+            "USAGE_CSV": str(usage),
+            "ZENDESK_BASE_URL": zendesk.url,
+            "ZENDESK_EMAIL": zendesk.email,
+            "ZENDESK_API_TOKEN": "wrong-token",
+        }
+        done = run("sync", env=env)
+    finally:
+        zendesk.stop()
+    assert done.returncode == 1
+    assert "sync failed for zendesk:" in done.stderr and "ZENDESK_API_TOKEN" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "usage" in done.stdout and "Scored 1 changed accounts" in done.stdout
+    again = run("sync", "--source", "usage", env=env)
+    assert again.returncode == 0 and "Scored" not in again.stdout  # nothing changed the 2nd time
