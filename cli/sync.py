@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -43,7 +44,7 @@ def run_source(
 
 
 def report_table(reports: list[SyncReport]) -> Table:
-    table = Table(title="Sync report", title_justify="left")
+    table = Table(title="Sync report", title_justify="left", padding=(0, 1), box=box.SIMPLE_HEAD)
     for col in (
         "Source",
         "Pulled",
@@ -51,10 +52,10 @@ def report_table(reports: list[SyncReport]) -> Table:
         "Unchanged",
         "Skipped",
         "Unmatched",
-        "API calls",
+        "Calls",
         "Time",
     ):
-        table.add_column(col, justify="left" if col == "Source" else "right")
+        table.add_column(col, justify="left" if col == "Source" else "right", no_wrap=True)
     for r in reports:
         table.add_row(
             r.source,
