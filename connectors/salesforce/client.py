@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceGeneralError,
     SalesforceMalformedRequest,
+    SalesforceOperationError,
     SalesforceRefusedRequest,
     SalesforceResourceNotFound,
 )
@@ -245,3 +248,23 @@ class SalesforceClient:
             return self.sf.restful(path, method=method, json=json)
         except Exception as exc:
             raise map_error(exc, f"{method} {path}") from exc
+
+    def bulk2_update(self, sobject: str, records: list[dict], *, wait: float = 2.0) -> list[dict]:
+        """Bulk API 2.0 update: per job (one per ~100 MB of CSV) create, PUT the CSV, PATCH
+        UploadComplete, poll (first after `wait` s, then ~`wait` s apart) and GET the job.
+        Returns [{job_id, numberRecordsProcessed, numberRecordsFailed, numberRecordsTotal}]."""
+        try:
+            return getattr(self.sf.bulk2, sobject).update(records=records, wait=wait)
+        except SalesforceOperationError as exc:  # job Failed / Aborted, or a refused upload
+            raise PermanentConnectorError(f"Salesforce Bulk API 2.0 update failed: {exc}") from exc
+        except Exception as exc:
+            raise map_error(exc, f"Bulk API 2.0 update of {sobject}") from exc
+
+    def bulk2_results(self, sobject: str, job_id: str, kind: str) -> list[dict[str, str]]:
+        """A finished ingest job's `successful` / `failed` / `unprocessed` rows (one GET)."""
+        try:
+            bulk = getattr(self.sf.bulk2, sobject)
+            text = getattr(bulk, f"get_{kind}_records")(job_id)
+        except Exception as exc:
+            raise map_error(exc, f"Bulk API 2.0 {kind} results of {job_id}") from exc
+        return list(csv.DictReader(io.StringIO(text)))

@@ -18,7 +18,7 @@ answer is 403 REQUEST_LIMIT_EXCEEDED. Auth: `Authorization: Bearer <token>`, els
 INVALID_SESSION_ID. Faults: rate_limit -> 403 REQUEST_LIMIT_EXCEEDED as Salesforce sends it (or
 429 + Retry-After when started with rate_limit_status=429), server_error -> 500
 UNKNOWN_EXCEPTION, expired_token -> 401, malformed -> the page's first record loses its Id.
-Not emulated: SOAP username/password login, Bulk API 2.0.
+Bulk API 2.0 ingest (jobs/ingest): salesforce_bulk. Not emulated: SOAP login, Bulk 2.0 query.
 """
 
 from __future__ import annotations
@@ -186,6 +186,10 @@ class SalesforceSandbox:
                 )
         if head == "composite":
             return composite(self, req, parts[1:])
+        if head == "jobs":  # Bulk API 2.0 ingest
+            from connectors.sandbox.salesforce_bulk import handle
+
+            return handle(self, req, parts[1:])
         if head == "limits" and method == "GET":
             used = len(self.server.requests)
             return Response(
