@@ -1,0 +1,263 @@
+"""Benchmark a full, then an incremental, CRM sync through the sandbox Salesforce and HubSpot.
+
+    python bench/sync.py [--accounts N] [--days D] [--layout split|both] [--url PG_ADMIN_URL]
+
+--layout split (default) splits generate_portfolio(N, days=D) as the demo does (account i in
+HubSpot when i % 4 == 3, else Salesforce: N accounts in all); `both` serves all N from each CRM.
+The fakes hold accounts (+ a Contract each in Salesforce), renewals and cases/tickets, but no
+touches or contacts (Salesforce's Task, Event and Contact queries come back empty). Database:
+SQLite in a temp dir, or one created (and dropped) on the PostgreSQL server of --url. Then a
+few records change and a second sync runs from the watermarks with fresh sources (as a new
+process would: Salesforce describes again). Requests, counted by the fakes per kind, show as
+[made, needed]. min_calls: the documented page sizes (VENDORS.md §2) over the rows each read
+must return: Salesforce 7 describes + max(1, ceil(rows/2000)) per SOQL stream; HubSpot max(1,
+ceil(rows/200)) per search, ceil(rows/1000) per v4 association read, ceil(owners/500).
+check_calls: kinds marked "check" (CHECKS). excess = api_calls - min_calls - check_calls.
+Progress on stderr; the last stdout line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import replace
+from datetime import date, timedelta
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from cli.demo_sync import subset
+from connectors.registry import enabled_sources
+from connectors.sandbox.hubspot_api import TOKEN as HUBSPOT_TOKEN
+from connectors.sandbox.hubspot_api import start_hubspot_sandbox
+from connectors.sandbox.hubspot_store import iso
+from connectors.sandbox.portfolio import generate_portfolio
+from connectors.sandbox.salesforce_api import TOKEN as SALESFORCE_TOKEN
+from connectors.sandbox.salesforce_api import start_salesforce_sandbox
+from health.db import make_engine
+from health.ingest import ingest
+from health.migrate import upgrade
+from health.settings import Settings
+
+DB = "healthbot_bench_sync"
+SF_STREAMS = ("Account", "Contract", "Opportunity", "Case", "Task", "Event", "Contact")
+SF_SRC, HS_SRC = "connectors/salesforce/source.py", "connectors/hubspot/source.py"
+REREAD, COUNT = "Account re-read (check)", "Case COUNT open (check)"
+CO_TICKETS, TICKET_READ = "assoc companies->tickets (check)", "tickets/batch/read (check)"
+HS_KINDS = ("companies", "deals", "tickets", "contacts")
+HS_ARCHIVED = ("companies", "tickets", "contacts")  # deals: the connector reads no deletions
+CHECKS = {  # what incremental checks need: 0 on a full run (it reads every record) but archived
+    REREAD: "Accounts of changed Contracts, ceil(accounts/300) (the connector's IN-list size)",
+    COUNT: "COUNT of open Cases of accounts whose Cases changed, ceil(accounts/300)",
+    "archived <type> (check)": "deletions: max(1, ceil(archived/100)) per list, every run",
+    CO_TICKETS: "open_tickets: touched companies' ticket ids, ceil(companies/1000)",
+    TICKET_READ: "open_tickets: touched companies' tickets not read in the run, ceil(n/100)",
+}
+WHERE = {  # request kind -> the connector code that issues it
+    REREAD: f"{SF_SRC} SalesforceSource._contracts",
+    COUNT: f"{SF_SRC} SalesforceSource._open_counts (from _cases)",
+    "assoc deals->companies": f"{HS_SRC} HubSpotSource._deals: 1 call per 200-deal page",
+    "assoc tickets->companies": f"{HS_SRC} HubSpotSource._tickets_page: 1 call per page",
+    CO_TICKETS: f"{HS_SRC} HubSpotSource._tickets_page",
+    TICKET_READ: f"{HS_SRC} HubSpotSource._tickets_page -> HubSpotClient.batch_read",
+}
+SEARCH = "connectors/hubspot/client.py HubSpotClient.scan (GTE cursor.ts re-reads ties)"
+SOQL = f"{SF_SRC} SalesforceSource._soql (SystemModstamp >= the saved second re-reads it)"
+_FROM = re.compile(r" FROM (\w+)")
+T0 = time.perf_counter()
+
+
+def say(msg: str) -> None:
+    print(f"[sync {time.perf_counter() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def pages(rows: int, size: int) -> int:
+    return max(1, math.ceil(rows / size))
+
+
+def sf_kinds(requests) -> Counter:
+    """Salesforce requests by kind; a queryMore counts for the stream last queried."""
+    out, stream = Counter(), "?"
+    for r in requests:
+        q = r.arg("q")
+        if r.path.endswith("/describe"):
+            out["describe"] += 1
+        elif q is None:
+            out[stream] += 1
+        elif "COUNT(" in q:
+            out[COUNT] += 1
+        elif " Id IN " in q:
+            out[REREAD] += 1
+        else:
+            stream = _FROM.findall(q)[-1]  # the last FROM: Account's has a Contracts subquery
+            out[stream] += 1
+    return out
+
+
+def hs_kinds(requests) -> Counter:
+    rename = {"assoc companies->tickets": CO_TICKETS, "tickets/batch/read": TICKET_READ}
+    out = Counter()
+    for r in requests:
+        kind = r.path.rstrip("/").removeprefix("/crm/v3/objects/").removeprefix("/crm/v3/")
+        if m := re.match(r"/crm/v4/associations/(\w+)/(\w+)/", r.path):
+            kind = f"assoc {m[1]}->{m[2]}"
+        elif r.method == "GET" and (r.arg("archived") or "").lower() == "true":
+            kind = f"archived {kind} (check)"
+        out[rename.get(kind, kind)] += 1
+    return out
+
+
+def sf_need(rows: Counter, reread_accounts: int, count_accounts: int) -> dict[str, int]:
+    need = {"describe": len(SF_STREAMS), **{o: pages(rows[o], 2000) for o in SF_STREAMS}}
+    return need | {REREAD: math.ceil(reread_accounts / 300), COUNT: math.ceil(count_accounts / 300)}
+
+
+def hs_need(hs, rows: Counter, touched: int, unread_tickets: int) -> dict[str, int]:
+    need = {f"{k}/search": pages(rows[k], 200) for k in HS_KINDS}
+    need |= {f"archived {k} (check)": pages(len(hs.store.archived[k]), 100) for k in HS_ARCHIVED}
+    return need | {
+        "owners": math.ceil(len(hs.store.owners) / 500) if rows["companies"] else 0,
+        "assoc deals->companies": math.ceil(rows["deals"] / 1000),
+        "assoc tickets->companies": math.ceil(rows["tickets"] / 1000),
+        CO_TICKETS: math.ceil(touched / 1000),
+        TICKET_READ: math.ceil(unread_tickets / 100),
+    }
+
+
+def tally(report, made: Counter, need: dict[str, int], rows: Counter) -> dict:
+    calls = sum(made.values())
+    if calls != report.api_calls:
+        say(f"  warning: the fake saw {calls} requests, the source counted {report.api_calls}")
+    checks = sum(n for k, n in need.items() if k.endswith("(check)"))
+    low = sum(need.values()) - checks
+    excess = {k: made[k] - need.get(k, 0) for k in made if made[k] > need.get(k, 0)}
+    for k, n in excess.items():
+        where = SEARCH if "/search" in k else SOQL if k in SF_STREAMS else "not in the plan"
+        say(f"  excess {n} x {k}: {WHERE.get(k, where)}")
+    return {
+        "records": report.fetched,
+        "api_calls": report.api_calls,
+        "min_calls": low,
+        "check_calls": checks,
+        "excess": calls - low - checks,
+        "seconds": round(report.seconds, 2),
+        "rows": dict(rows),
+        "requests": {k: [made.get(k, 0), need.get(k, 0)] for k in sorted(set(made) | set(need))},
+        "excess_by_kind": excess,
+    }
+
+
+def run_sync(engine, settings: Settings, servers: dict, needs: dict) -> tuple[dict, float]:
+    started, out = time.perf_counter(), {}
+    for name, (server, kinds) in servers.items():
+        server.reset_counts()
+        report = ingest(engine, enabled_sources(settings, only=name)[0])
+        say(f"{name}: {report.fetched:,} records, {report.api_calls} calls, {report.seconds:.1f}s")
+        out[name] = tally(report, kinds(server.requests), *needs[name])
+    return out, round(time.perf_counter() - started, 2)
+
+
+def modify(sf, hs) -> dict:
+    """Change a handful of records in each fake; (needed calls, rows) per source."""
+    db, st = sf.db, hs.store
+    accounts = sorted(db["Account"])[:2]
+    for a in accounts:
+        sf.modify("Account", a, ARR__c=(db["Account"][a]["ARR__c"] or 0) + 1000)
+    con = next(c for c, r in sorted(db["Contract"].items()) if r["AccountId"] not in accounts)
+    end = date.fromisoformat(db["Contract"][con]["EndDate"]) + timedelta(days=365)
+    sf.modify("Contract", con, EndDate=end.isoformat())
+    cases = [c for c, r in sorted(db["Case"].items()) if not r["IsClosed"]][:2]
+    for c in cases:
+        rec = sf.modify("Case", c, IsClosed=True, Status="Closed")
+        rec["ClosedDate"] = rec["SystemModstamp"]
+    opp = next(o for o, r in sorted(db["Opportunity"].items()) if not r["IsClosed"])
+    sf.modify("Opportunity", opp, IsClosed=True, IsWon=True, StageName="Closed Won")
+    reread = {db["Contract"][con]["AccountId"]} - set(accounts)
+    case_accounts = {db["Case"][c]["AccountId"] for c in cases}
+
+    for c in sorted(st.objects["companies"], key=int)[:2]:
+        hs.modify("companies", c, healthbot_arr="123456.00")
+    deals = st.objects["deals"]
+    deal = next(d for d in sorted(deals) if deals[d]["properties"]["dealstage"] == "contractsent")
+    hs.modify("deals", deal, dealstage="closedwon", hs_is_closed_won="true")
+    tix = st.objects["tickets"]
+    tickets = [t for t in sorted(tix) if tix[t]["properties"]["hs_pipeline_stage"] != "4"][:2]
+    for t in tickets:
+        hs.modify("tickets", t, hs_pipeline_stage="4", closed_date=iso(st.now_ms))
+    touched = {c for t in tickets for c in st.associated("tickets", "companies", t)}
+    others = {t for c in touched for t in st.associated("companies", "tickets", c)} - set(tickets)
+    sf_rows = Counter(Account=2, Contract=1, Case=2, Opportunity=1)
+    hs_rows = Counter(companies=2, deals=1, tickets=2)
+    say(f"modified Salesforce {dict(sf_rows)}, HubSpot {dict(hs_rows)}")
+    return {
+        "salesforce": (sf_need(sf_rows, len(reread), len(case_accounts)), sf_rows),
+        "hubspot": (hs_need(hs, hs_rows, len(touched), len(others)), hs_rows),
+    }
+
+
+def fresh_database(url: str | None, *, drop: bool = False) -> str:
+    if not url:
+        return f"sqlite:///{tempfile.mkdtemp(prefix='healthbot-bench-sync-')}/bench.db"
+    admin = make_url(url).set(drivername="postgresql")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(DB)))
+        if not drop:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
+    return admin.set(database=DB).render_as_string(hide_password=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--accounts", type=int, default=10_000)
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--layout", choices=("split", "both"), default="split")
+    ap.add_argument("--url", help="PostgreSQL server (admin) URL; default: SQLite in a temp dir")
+    args = ap.parse_args()
+
+    say(f"generating {args.accounts:,} accounts over {args.days} days ({args.layout})")
+    p = replace(generate_portfolio(args.accounts, days=args.days), touches=[], contacts=[])
+    ids = {a.external_id for a in p.accounts}
+    split = {a.external_id for a in p.accounts[3::4]} if args.layout == "split" else set()
+    sf = start_salesforce_sandbox(subset(p, ids - split, tickets=True))
+    hs = start_hubspot_sandbox(subset(p, split or ids, tickets=True))
+    engine = make_engine(fresh_database(args.url))
+    try:
+        upgrade(engine)
+        settings = Settings(
+            salesforce_instance_url=sf.url,
+            salesforce_access_token=SALESFORCE_TOKEN,
+            requests_ca_bundle=sf.ca_path,
+            hubspot_base_url=hs.url,
+            hubspot_access_token=HUBSPOT_TOKEN,
+        )
+        servers = {"salesforce": (sf.server, sf_kinds), "hubspot": (hs.server, hs_kinds)}
+        sf_rows = Counter({o: len(sf.db[o]) for o in SF_STREAMS})
+        hs_rows = Counter({k: len(hs.store.objects[k]) for k in HS_KINDS})
+        say(f"fakes hold Salesforce {dict(sf_rows)}, HubSpot {dict(hs_rows)}")
+        needs = {
+            "salesforce": (sf_need(sf_rows, 0, 0), sf_rows),
+            "hubspot": (hs_need(hs, hs_rows, 0, 0), hs_rows),
+        }
+        full, seconds = run_sync(engine, settings, servers, needs)
+        incremental, inc_seconds = run_sync(engine, settings, servers, modify(sf, hs))
+    finally:
+        engine.dispose()
+        sf.stop()
+        hs.stop()
+        if args.url:
+            fresh_database(args.url, drop=True)
+    result = {"accounts": args.accounts, "layout": args.layout, "days": args.days}
+    result |= {"seconds": seconds, "sources": full, "checks": CHECKS}
+    result["incremental"] = {"seconds": inc_seconds, "sources": incremental}
+    print(json.dumps(result | {"wall_seconds": round(time.perf_counter() - T0, 2)}))
+
+
+if __name__ == "__main__":
+    main()
