@@ -1,4 +1,5 @@
-"""HubSpot CRM connector: companies, renewal deals and tickets in; scores out (sink)."""
+"""HubSpot CRM connector: companies, renewal deals, tickets and champion contacts in; scores
+out (sink)."""
 
 from connectors.hubspot.source import HubSpotSource, build_source, is_configured
 

@@ -8,13 +8,17 @@
 - 429: honour Retry-After when sent (HubSpot documents none for API clients), otherwise
   exponential backoff with jitter; 5xx, 423, timeouts and connection errors likewise.
   A DAILY limit is not waited out: it raises TransientConnectorError at once.
-- `scan()` walks a CRM search ordered by `hs_lastmodifieddate`, re-windowing past the
-  10,000-result cap, and reports a resumable cursor after every page.
+- `scan()` walks a CRM search ordered by `hs_lastmodifieddate` (contacts: `lastmodifieddate`),
+  optionally narrowed by extra filters, re-windowing past the 10,000-result cap, and reports
+  a resumable cursor after every page.
+- HTTPS: `ca_bundle` (from `REQUESTS_CA_BUNDLE`, which urllib3 itself ignores) is handed to
+  the library as `ssl_ca_cert`; certifi's bundle is used when it is unset.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +36,7 @@ from connectors.hubspot.mapping import parse_datetime
 
 LASTMOD = "hs_lastmodifieddate"
 SEARCH_CAP = 10_000
-SEARCH_LIMIT, BATCH_LIMIT, ASSOC_LIMIT = 200, 100, 1000
+SEARCH_LIMIT, BATCH_LIMIT, HISTORY_LIMIT, ASSOC_LIMIT = 200, 100, 50, 1000
 TOKEN_VAR = "HUBSPOT_ACCESS_TOKEN"
 # every generated sub-package has its own ApiException class
 API_EXCEPTIONS = (ApiException, AssocApiException, OwnersApiException, PropsApiException)
@@ -71,6 +75,8 @@ class HubSpotClient:
     sleeps: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.ca_bundle is None:
+            self.ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or None
         hs = HubSpot(
             access_token=self.access_token,
             host=self.base_url.rstrip("/"),
@@ -108,6 +114,12 @@ class HubSpotClient:
                 return resp.status, _parse(resp.data)
             except API_EXCEPTIONS as exc:
                 last = self._map(exc)
+            except AttributeError as exc:
+                # the library's ApiClient decodes `e.body` of its own body-less ApiException
+                # (status 0: an SSL failure) and trips on None: map the original
+                if not isinstance(exc.__context__, API_EXCEPTIONS):
+                    raise
+                last = self._map(exc.__context__)
             except (
                 urllib3.exceptions.TimeoutError,
                 urllib3.exceptions.ProtocolError,
@@ -153,11 +165,21 @@ class HubSpotClient:
     def search(self, object_type: str, body: dict) -> dict:
         return self.call(self._search.do_search, object_type, body)[1]
 
-    def batch_read(self, object_type: str, ids: list[str], properties: list[str]) -> list[dict]:
+    def batch_read(
+        self,
+        object_type: str,
+        ids: list[str],
+        properties: list[str],
+        *,
+        history: list[str] | None = None,
+    ) -> list[dict]:
+        """Read by id, 100 per request (50 when asking for property histories)."""
         out: list[dict] = []
-        for i in range(0, len(ids), BATCH_LIMIT):
-            inputs = [{"id": x} for x in ids[i : i + BATCH_LIMIT]]
-            body = {"inputs": inputs, "properties": properties, "propertiesWithHistory": []}
+        size = HISTORY_LIMIT if history else BATCH_LIMIT
+        for i in range(0, len(ids), size):
+            inputs = [{"id": x} for x in ids[i : i + size]]
+            body = {"inputs": inputs, "properties": properties}
+            body["propertiesWithHistory"] = history or []
             out += self.call(self._batch.read, object_type, body)[1].get("results", [])
         return out
 
@@ -185,9 +207,17 @@ class HubSpotClient:
     def owners(self) -> list[dict]:
         return list(self._paged(self._owners.get_page, limit=500))
 
-    def archived(self, object_type: str, properties: list[str]) -> Iterator[dict]:
+    def archived(
+        self, object_type: str, properties: list[str], *, associations: list[str] | None = None
+    ) -> Iterator[dict]:
+        extra = {"associations": associations} if associations else {}
         return self._paged(
-            self._basic.get_page, object_type, limit=100, archived=True, properties=properties
+            self._basic.get_page,
+            object_type,
+            limit=100,
+            archived=True,
+            properties=properties,
+            **extra,
         )
 
     def properties(self, object_type: str) -> list[dict]:
@@ -218,11 +248,18 @@ class HubSpotClient:
 
     # -- incremental search ---------------------------------------------------------------
     def scan(
-        self, object_type: str, properties: list[str], cursor: Cursor, *, limit: int = SEARCH_LIMIT
+        self,
+        object_type: str,
+        properties: list[str],
+        cursor: Cursor,
+        *,
+        limit: int = SEARCH_LIMIT,
+        lastmod: str = LASTMOD,
+        filters: tuple[dict, ...] = (),
     ) -> Iterator[tuple[list[dict], Cursor]]:
-        """Yield (new records, cursor after them) page by page, in hs_lastmodifieddate order.
+        """Yield (new records, cursor after them) page by page, in `lastmod` order.
 
-        Each window is one search `hs_lastmodifieddate GTE cursor.ts` sorted ascending and
+        Each window is one search `lastmod GTE cursor.ts` (and `filters`) sorted ascending and
         paged with `after`. When the next page would pass the 10,000-result cap, a new
         window starts at the last timestamp seen; records already seen at that timestamp
         (their ids are in the cursor) are dropped, so ties across a page, window or run
@@ -232,11 +269,11 @@ class HubSpotClient:
         """
         ts, seen = cursor.ts, set(cursor.ids)
         limit = min(limit, SEARCH_LIMIT, self.search_cap)
-        props = sorted(set(properties) | {LASTMOD})
+        props = sorted(set(properties) | {lastmod})
         while True:
             start_ts, after, capped = ts, 0, False
-            base = (
-                [{"propertyName": LASTMOD, "operator": "GTE", "value": str(ts)}]
+            base = [*filters] + (
+                [{"propertyName": lastmod, "operator": "GTE", "value": str(ts)}]
                 if (ts is not None)
                 else []
             )
@@ -246,7 +283,7 @@ class HubSpotClient:
                     break
                 body: dict = {
                     "filterGroups": [{"filters": base}] if base else [],
-                    "sorts": [{"propertyName": LASTMOD, "direction": "ASCENDING"}],
+                    "sorts": [{"propertyName": lastmod, "direction": "ASCENDING"}],
                     "properties": props,
                     "limit": limit,
                 }
@@ -256,7 +293,7 @@ class HubSpotClient:
                 results = data.get("results", [])
                 page: list[dict] = []
                 for rec in results:
-                    rid, rts = str(rec.get("id") or ""), record_ms(rec)
+                    rid, rts = str(rec.get("id") or ""), record_ms(rec, lastmod)
                     if rts is None or not rid:
                         page.append(rec)  # mapping reports it; it cannot move the cursor
                         continue
@@ -277,25 +314,33 @@ class HubSpotClient:
             if not capped:
                 return
             if ts == start_ts and ts is not None:
-                yield from self._drain(object_type, props, ts, seen, limit)
+                yield from self._drain(object_type, props, ts, seen, limit, lastmod, filters)
                 return
             # else: re-window from the last timestamp seen
 
     def _drain(
-        self, object_type: str, props: list[str], ts: int, seen: set[str], limit: int
+        self,
+        object_type: str,
+        props: list[str],
+        ts: int,
+        seen: set[str],
+        limit: int,
+        lastmod: str,
+        filters: tuple[dict, ...],
     ) -> Iterator[tuple[list[dict], Cursor]]:
         """More records share one timestamp than one search can return: walk them by id,
         then continue strictly after that timestamp."""
         last_id = 0
         while True:
-            filters = [
-                {"propertyName": LASTMOD, "operator": "EQ", "value": str(ts)},
+            tie = [
+                *filters,
+                {"propertyName": lastmod, "operator": "EQ", "value": str(ts)},
                 {"propertyName": "hs_object_id", "operator": "GT", "value": str(last_id)},
             ]
             after, more = 0, False
             while after + limit <= self.search_cap:
                 body: dict = {
-                    "filterGroups": [{"filters": filters}],
+                    "filterGroups": [{"filters": tie}],
                     "limit": limit,
                     "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
                     "properties": props,
@@ -316,13 +361,15 @@ class HubSpotClient:
                 after = int(nxt)
             if not more:
                 break
-        yield from self.scan(object_type, props, Cursor(ts + 1), limit=limit)
+        yield from self.scan(
+            object_type, props, Cursor(ts + 1), limit=limit, lastmod=lastmod, filters=filters
+        )
 
 
-def record_ms(rec: dict) -> int | None:
-    """hs_lastmodifieddate of a search result in epoch ms, None when missing or unparsable."""
+def record_ms(rec: dict, lastmod: str = LASTMOD) -> int | None:
+    """The last-modified time of a search result in epoch ms, None when missing or unparsable."""
     try:
-        value = parse_datetime((rec.get("properties") or {}).get(LASTMOD))
+        value = parse_datetime((rec.get("properties") or {}).get(lastmod))
     except ValueError:
         return None
     return None if value is None else int(value.timestamp() * 1000)

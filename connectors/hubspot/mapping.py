@@ -13,9 +13,15 @@ Which properties mean what (custom `healthbot_*` ones are created by `healthbot 
   were executive, so only this explicit property yields exec_meeting).
 - deals: closed won -> renewed (or expanded when dealtype says expansion/upsell), closed lost
   -> churned, on closedate; arr_change = amount - healthbot_prior_amount (won), -amount (lost).
-- tickets: hs_ticket_priority in the sev-1 set -> a sev1_ticket event at createdate;
-  hs_pipeline_stage in the closed stages -> closed; a company's open_tickets snapshot is the
-  count of its open tickets, observed at the newest hs_lastmodifieddate among all its tickets.
+- tickets: hs_ticket_priority in the sev-1 set (default URGENT only, like Zendesk's urgent and
+  Salesforce's Critical) -> a sev1_ticket event at createdate; hs_pipeline_stage in the closed
+  stages -> closed; a company's open_tickets snapshot is the count of its open tickets,
+  observed at the newest hs_lastmodifieddate among its tickets (or the archivedAt of a ticket
+  just deleted, when later).
+- contacts (`lastmodifieddate`, not `hs_lastmodifieddate`): a champion (healthbot_champion =
+  true) who stops being at a company -> champion_left for that company, at the timestamp of
+  the property version that made it so (see `champion_departures`), or at archivedAt when a
+  champion still at its companies is deleted.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from health.records import (
 
 SOURCE = "hubspot"
 LASTMOD = "hs_lastmodifieddate"
+CONTACT_LASTMOD = "lastmodifieddate"
+CHAMPION, LEFT, PRIMARY = "healthbot_champion", "healthbot_left_company", "associatedcompanyid"
 COMPANY_PROPS = [
     "name",
     "domain",
@@ -68,7 +76,9 @@ TICKET_PROPS = [
     "closed_date",
     LASTMOD,
 ]
-SEV1_PRIORITIES = frozenset({"HIGH", "URGENT"})
+CONTACT_PROPS = [CHAMPION, LEFT, PRIMARY, CONTACT_LASTMOD]
+CONTACT_HISTORY = [LEFT, PRIMARY]
+SEV1_PRIORITIES = frozenset({"URGENT"})
 CLOSED_TICKET_STAGES = frozenset({"4", "closed"})  # "4" is the default pipeline's Closed
 EXPANSION_DEAL_TYPES = frozenset({"expansion", "upsell", "upgrade"})
 NEW_BUSINESS_DEAL_TYPES = frozenset({"newbusiness"})
@@ -254,13 +264,15 @@ def sev1_observations(
 
 
 def open_tickets_observation(
-    company_id: str, tickets: Iterable[TicketState]
+    company_id: str, tickets: Iterable[TicketState], *, at: datetime | None = None
 ) -> ObservationRecord | None:
-    """The company's open-ticket count, observed at its newest ticket modification."""
+    """The company's open-ticket count, observed at its newest ticket modification, or at `at`
+    (a ticket's deletion) when that is later. No tickets and no `at` -> None."""
     tickets = list(tickets)
-    if not tickets:
+    stamps = [t.modified_at for t in tickets] + ([at] if at is not None else [])
+    if not stamps:
         return None
-    at = max(t.modified_at for t in tickets)
+    at = max(stamps)
     count = sum(1 for t in tickets if t.open)
     return ObservationRecord(
         AccountRef(crm_id=company_id), "open_tickets", at, float(count), SOURCE
@@ -270,3 +282,93 @@ def open_tickets_observation(
 def owner_emails(owners: Iterable[dict]) -> dict[str, str]:
     """Owners API results -> {owner id: email} (owners without an email are left out)."""
     return {str(o["id"]): o["email"] for o in owners if o.get("id") and o.get("email")}
+
+
+def is_true(value: object) -> bool:
+    return str(value or "").strip().lower() in ("true", "1", "yes")
+
+
+def _at_companies(state: dict[str, str]) -> set[str]:
+    return set() if is_true(state[LEFT]) or not state[PRIMARY] else {state[PRIMARY]}
+
+
+def champion_departures(
+    obj: dict, associated: Iterable[str] = ()
+) -> list[ObservationRecord] | RecordError:
+    """A champion contact (read with the histories of healthbot_left_company and
+    associatedcompanyid) -> a champion_left event per departure; non-champions -> [].
+
+    The contact is *at* its primary company (associatedcompanyid) while not flagged as left.
+    Each change of those two properties that ends its being at a company (the flag turns
+    true, or the primary company changes or is cleared) is a departure from that company,
+    observed at the timestamp of that property version; when the flag turns true, the
+    companies it is still associated with (`associated`: the current v4 associations) are left
+    too. The oldest versions are the starting state, never a departure. Later edits add
+    versions but never move these, so rereading a contact re-derives the same events.
+    Without histories, the current values count as set at the last modification.
+    """
+    try:
+        _id(obj)
+        p = obj["properties"]
+        if not is_true(p.get(CHAMPION)):
+            return []
+        history = obj.get("propertiesWithHistory")
+        changes: dict[datetime, dict[str, str]] = {}
+        for prop in (LEFT, PRIMARY):
+            versions = (history or {}).get(prop)
+            if history is None and p.get(prop) not in (None, ""):
+                versions = [{"value": p[prop], "timestamp": p.get(CONTACT_LASTMOD)}]
+            for v in versions or ():
+                if not isinstance(v, dict):
+                    raise BadValue(f"unparsable {prop} history: {v!r}")
+                at = _get(v, "timestamp", parse_datetime)
+                if at is None:
+                    raise BadValue(f"{prop} version without timestamp")
+                changes.setdefault(at, {})[prop] = str(v.get("value") or "")
+    except BadValue as exc:
+        return _error("contact", obj, exc)
+    # without histories the contact was at its current primary company before the change
+    state = {LEFT: "", PRIMARY: "" if history is not None else str(p.get(PRIMARY) or "")}
+    found: set[tuple[str, datetime]] = set()
+    for n, at in enumerate(sorted(changes)):
+        before, was_left = _at_companies(state), is_true(state[LEFT])
+        state.update(changes[at])
+        if n == 0 and history is not None:
+            continue
+        gone = before - _at_companies(state)
+        if not was_left and is_true(state[LEFT]):
+            gone |= set(associated)
+        found |= {(c, at) for c in gone}
+    return [
+        ObservationRecord(AccountRef(crm_id=c), "champion_left", at, 1.0, SOURCE)
+        for c, at in sorted(found, key=lambda f: (f[1], f[0]))
+    ]
+
+
+def archived_champion_departures(
+    obj: dict, associated: Iterable[str] = ()
+) -> list[ObservationRecord] | RecordError:
+    """A champion deleted while still at its companies -> champion_left at archivedAt for its
+    primary company and the companies it was associated with. One already flagged as left
+    was reported when the flag was set; non-champions -> []."""
+    try:
+        _id(obj)
+        p = obj["properties"]
+        if not is_true(p.get(CHAMPION)) or is_true(p.get(LEFT)):
+            return []
+        at = _get(obj, "archivedAt", parse_datetime)
+        if at is None:
+            raise BadValue("missing archivedAt")
+    except BadValue as exc:
+        return _error("contact", obj, exc)
+    companies = set(associated) | ({str(p[PRIMARY])} if p.get(PRIMARY) else set())
+    return [
+        ObservationRecord(AccountRef(crm_id=c), "champion_left", at, 1.0, SOURCE)
+        for c in sorted(companies)
+    ]
+
+
+def associated_ids(obj: dict, to_type: str) -> list[str]:
+    """Ids under a v3 object's `associations.<to_type>.results` (list/get with associations=)."""
+    found = ((obj.get("associations") or {}).get(to_type) or {}).get("results") or []
+    return [str(a["id"]) for a in found if isinstance(a, dict) and a.get("id")]

@@ -1,51 +1,94 @@
-"""HubSpot as a Source: companies, renewal deals and tickets since the watermark.
+"""HubSpot as a Source: companies, renewal deals, tickets and champion contacts since the
+watermark.
 
 One pass, in this order (so observations always follow the accounts they reference):
-companies, deals, tickets — each through the CRM search API on `hs_lastmodifieddate`
-(ascending, 200 per page, re-windowed past the 10,000-result cap; the first run uses the same
-search without a filter: 200 records per call against the list endpoint's 100) — and last
-the archived companies (list endpoint, `archived=true`) as deletions.
-One Batch per search page; its watermark covers exactly that page.
+companies, deals, tickets, contacts — each through the CRM search API on its last-modified
+property (`hs_lastmodifieddate`; contacts `lastmodifieddate`, and only those with
+`healthbot_champion = true`), ascending, 200 per page, re-windowed past the 10,000-result cap
+(the first run uses the same search without the date filter: 200 records per call against the
+list endpoint's 100) — and last the deletions: archived companies, tickets and contacts (list
+endpoint, `archived=true`, tickets and contacts with `associations=companies`).
+One Batch per search page (and one per archived object type); its watermark covers exactly it.
 
-Watermark (JSON): `{"v": 1, "companies": {"ts": <epoch ms>, "ids": [...]}, "deals": {...},
-"tickets": {...}, "archived": {...}}` — per object type, the hs_lastmodifieddate (archivedAt
-for deletions) of the newest record stored, and the ids already stored at exactly that
-instant. A rerun resumes with `GTE ts` and drops those ids.
+Deletions: an archived company is marked deleted. An archived ticket leaves its companies'
+open-ticket count: they are re-counted, observed at the later of archivedAt and their newest
+ticket change (its sev1_ticket event stays: it happened). An archived champion still at its
+companies is a champion_left at archivedAt. Archived deals are not read at all: an outcome is
+history (the renewal or churn happened whatever became of the deal record), and the store
+has no way to retract an outcome anyway — delete it in healthbot if it was a mistake.
 
-Calls per run: companies/deals/tickets `ceil(changed/200)` searches each (at least 1), 1 owners
-call when a company page needs owners, per deal page 1 associations call, per ticket page
-1-2 associations calls plus batch reads (100 per call) of the touched companies' other
-tickets (each read once per run) for the open_tickets snapshot, and `ceil(archived/100)`.
+Watermark (JSON): `{"v": 2, "companies": {"ts": <epoch ms>, "ids": [...]}, "deals": {...},
+"tickets": {...}, "contacts": {...}, "archived_companies": {...}, "archived_tickets": {...},
+"archived_contacts": {...}}` — per object type, the last-modified time (archivedAt for
+deletions) of the newest record stored, and the ids already stored at exactly that instant.
+A rerun resumes with `GTE ts` and drops those ids. (A v1 watermark's "archived" is read as
+"archived_companies".)
+
+Calls per run: companies/deals/tickets/contacts `ceil(changed/200)` searches each (at least 1),
+1 owners call when a company page needs owners, per deal page 1 associations call, per ticket
+page 1-2 associations calls plus batch reads (100 per call) of the touched companies' other
+tickets (each read once per run) for the open_tickets snapshot, per contact page
+`ceil(n/50)` batch reads with property history plus 1 associations call when one of them is
+flagged as left, and `ceil(archived/100)` list calls for each of the three archived types
+(at least 1 each). A run with nothing new: 4 searches + 3 archived lists = 7 requests.
+
+Champions are the contacts with the custom boolean `healthbot_champion` = true; a portal that
+lacks the property answers the contacts search with a 400: that is reported as a skipped
+record ("contacts") and the run goes on without champion tracking.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import ClassVar
 
 from connectors.base import PermanentConnectorError
 from connectors.hubspot.client import Cursor, HubSpotClient
 from connectors.hubspot.mapping import (
+    CHAMPION,
     CLOSED_TICKET_STAGES,
     COMPANY_PROPS,
+    CONTACT_HISTORY,
+    CONTACT_LASTMOD,
+    CONTACT_PROPS,
     DEAL_PROPS,
+    LASTMOD,
+    LEFT,
     SEV1_PRIORITIES,
     SOURCE,
     TICKET_PROPS,
     TicketState,
+    archived_champion_departures,
+    associated_ids,
+    champion_departures,
     company_records,
     deal_outcomes,
+    is_true,
     open_tickets_observation,
     owner_emails,
     parse_datetime,
     sev1_observations,
     ticket_state,
 )
-from health.records import Batch, RecordError
+from health.records import Batch, ObservationRecord, RecordError
 from health.settings import Settings
 
-KINDS = ("companies", "deals", "tickets")
+KINDS = ("companies", "deals", "tickets", "contacts")
+ARCHIVED = ("companies", "tickets", "contacts")  # deals: outcomes are history (see above)
+CURSORS = (*KINDS, *(f"archived_{k}" for k in ARCHIVED))
+PROPS = {
+    "companies": COMPANY_PROPS,
+    "deals": DEAL_PROPS,
+    "tickets": TICKET_PROPS,
+    "contacts": CONTACT_PROPS,
+}
+NO_CHAMPIONS = (
+    "champion tracking is off until the boolean contact properties healthbot_champion and "
+    "healthbot_left_company exist"
+)
+CHAMPIONS_ONLY = ({"propertyName": CHAMPION, "operator": "EQ", "value": "true"},)
 
 
 class HubSpotSource:
@@ -82,22 +125,39 @@ class HubSpotSource:
             "companies": self._companies,
             "deals": self._deals,
             "tickets": self._tickets_page,
+            "contacts": self._contacts_page,
         }
-        props = {"companies": COMPANY_PROPS, "deals": DEAL_PROPS, "tickets": TICKET_PROPS}
         for kind in KINDS:
-            before = state[kind]
-            for page, cursor in self.client.scan(kind, props[kind], before, limit=self.page_size):
-                if not page and cursor == state[kind]:
-                    continue
-                state[kind] = cursor
-                batch = handlers[kind](page) if page else Batch()
-                batch.fetched = len(page)
-                batch.watermark = dump_watermark(state)
-                yield batch
+            scan = self.client.scan(
+                kind,
+                PROPS[kind],
+                state[kind],
+                limit=self.page_size,
+                lastmod=CONTACT_LASTMOD if kind == "contacts" else LASTMOD,
+                filters=CHAMPIONS_ONLY if kind == "contacts" else (),
+            )
+            first = True
+            try:
+                for page, cursor in scan:
+                    first = False
+                    if not page and cursor == state[kind]:
+                        continue
+                    state[kind] = cursor
+                    batch = handlers[kind](page) if page else Batch()
+                    batch.fetched = len(page)
+                    batch.watermark = dump_watermark(state)
+                    yield batch
+            except PermanentConnectorError as exc:
+                # a portal without the champion property rejects the filter: go on without
+                if not (kind == "contacts" and first and str(exc).startswith("HubSpot 400")):
+                    raise
+                error = RecordError(SOURCE, "contacts", f"{NO_CHAMPIONS}: {exc}")
+                yield Batch(errors=[error], watermark=dump_watermark(state))
         if self.track_deletions:
-            batch = self._archived(state)
-            if batch is not None:
-                yield batch
+            for kind in ARCHIVED:
+                batch = self._archived(kind, state)
+                if batch is not None:
+                    yield batch
 
     # -- pages ---------------------------------------------------------------------------
     def _owner_map(self) -> dict[str, str]:
@@ -153,16 +213,27 @@ class HubSpotSource:
                 batch.errors.append(RecordError(SOURCE, f"ticket:{tid}", "no associated company"))
             batch.observations += sev1_observations(st, companies, sev1=self.sev1)
         touched = sorted({c for cs in links.values() for c in cs}, key=_num)
-        new = [c for c in touched if c not in self._company_tickets]
+        self._load_company_tickets(touched)
+        for tid in states:
+            for c in links.get(tid, []):
+                self._company_tickets[c].add(tid)
+        batch.observations += self._open_tickets(touched, {})
+        return batch
+
+    def _load_company_tickets(self, companies: list[str]) -> None:
+        """Which tickets each company has (v4 associations), once per company per run."""
+        new = [c for c in companies if c not in self._company_tickets]
         if new:
             found = self.client.associations("companies", "tickets", new)
             for c in new:
                 self._company_tickets[c] = set(found.get(c, []))
-        for tid in states:
-            for c in links.get(tid, []):
-                self._company_tickets[c].add(tid)
+
+    def _open_tickets(
+        self, companies: list[str], floors: dict[str, datetime]
+    ) -> list[ObservationRecord]:
+        """Re-count the companies' open tickets, batch-reading the ones not seen this run."""
         unknown = sorted(
-            {t for c in touched for t in self._company_tickets[c] if t not in self._tickets},
+            {t for c in companies for t in self._company_tickets[c] if t not in self._tickets},
             key=_num,
         )
         for t in unknown:
@@ -171,16 +242,39 @@ class HubSpotSource:
             st = ticket_state(obj, closed_stages=self.closed_stages)
             if isinstance(st, TicketState):
                 self._tickets[st.id] = st
-        for c in touched:
+        out = []
+        for c in companies:
             known = [s for t in self._company_tickets[c] if (s := self._tickets.get(t))]
-            if (obs := open_tickets_observation(c, known)) is not None:
-                batch.observations.append(obs)
+            if (obs := open_tickets_observation(c, known, at=floors.get(c))) is not None:
+                out.append(obs)
+        return out
+
+    def _contacts_page(self, page: list[dict]) -> Batch:
+        batch = Batch()
+        ids = []
+        for obj in page:
+            if obj.get("id"):
+                ids.append(str(obj["id"]))
+            else:
+                batch.errors.append(RecordError(SOURCE, "contact:?", "missing id"))
+        found = self.client.batch_read("contacts", ids, CONTACT_PROPS, history=CONTACT_HISTORY)
+        left = [str(o["id"]) for o in found if is_true((o.get("properties") or {}).get(LEFT))]
+        links = self.client.associations("contacts", "companies", left) if left else {}
+        for obj in found:
+            out = champion_departures(obj, links.get(str(obj.get("id")), []))
+            if isinstance(out, RecordError):
+                batch.errors.append(out)
+            else:
+                batch.observations += out
         return batch
 
-    def _archived(self, state: dict) -> Batch | None:
-        cursor: Cursor = state["archived"]
-        fresh: list[tuple[int, str, dict]] = []
-        for obj in self.client.archived("companies", COMPANY_PROPS):
+    # -- deletions -----------------------------------------------------------------------
+    def _archived(self, kind: str, state: dict[str, Cursor]) -> Batch | None:
+        key = f"archived_{kind}"
+        cursor = state[key]
+        assoc = ["companies"] if kind != "companies" else None
+        fresh: list[tuple[int, str, dict, datetime]] = []
+        for obj in self.client.archived(kind, PROPS[kind], associations=assoc):
             try:
                 at = parse_datetime(obj.get("archivedAt"))
             except ValueError:
@@ -194,7 +288,7 @@ class HubSpotSource:
                 or at_ms > cursor.ts
                 or (at_ms == cursor.ts and oid not in cursor.ids)
             ):
-                fresh.append((at_ms, oid, obj))
+                fresh.append((at_ms, oid, obj, at))
         if not fresh:
             return None
         fresh.sort(key=lambda f: (f[0], _num(f[1])))
@@ -202,10 +296,40 @@ class HubSpotSource:
         ids = {f[1] for f in fresh if f[0] == last} | (
             set(cursor.ids) if last == cursor.ts else set()
         )
-        state["archived"] = Cursor(last, tuple(sorted(ids, key=_num)))
-        batch = self._companies([f[2] for f in fresh], deleted=True)
+        state[key] = Cursor(last, tuple(sorted(ids, key=_num)))
+        objs = [f[2] for f in fresh]
+        if kind == "companies":
+            batch = self._companies(objs, deleted=True)
+        elif kind == "tickets":
+            batch = self._archived_tickets([(f[1], f[2], f[3]) for f in fresh])
+        else:
+            batch = Batch()
+            for obj in objs:
+                out = archived_champion_departures(obj, associated_ids(obj, "companies"))
+                if isinstance(out, RecordError):
+                    batch.errors.append(out)
+                else:
+                    batch.observations += out
         batch.fetched = len(fresh)
         batch.watermark = dump_watermark(state)
+        return batch
+
+    def _archived_tickets(self, fresh: list[tuple[str, dict, datetime]]) -> Batch:
+        batch, floors = Batch(), {}
+        for tid, obj, at in fresh:
+            self._tickets[tid] = None
+            companies = associated_ids(obj, "companies")
+            if not companies:
+                reason = "deleted ticket has no associated company: no open_tickets re-count"
+                batch.errors.append(RecordError(SOURCE, f"ticket:{tid}", reason))
+            for c in companies:
+                floors[c] = max(floors.get(c, at), at)
+        touched = sorted(floors, key=_num)
+        self._load_company_tickets(touched)
+        for tid, _, _ in fresh:
+            for c in touched:
+                self._company_tickets[c].discard(tid)
+        batch.observations += self._open_tickets(touched, floors)
         return batch
 
 
@@ -218,11 +342,13 @@ def load_watermark(since: str | None) -> dict[str, Cursor]:
         data = json.loads(since) if since else {}
     except ValueError as exc:
         raise PermanentConnectorError(f"unreadable HubSpot watermark {since!r}") from exc
-    return {k: Cursor.from_json(data.get(k)) for k in (*KINDS, "archived")}
+    if data.get("v", 1) == 1 and "archived" in data:
+        data["archived_companies"] = data["archived"]
+    return {k: Cursor.from_json(data.get(k)) for k in CURSORS}
 
 
 def dump_watermark(state: dict[str, Cursor]) -> str:
-    return json.dumps({"v": 1, **{k: c.as_json() for k, c in state.items()}}, sort_keys=True)
+    return json.dumps({"v": 2, **{k: c.as_json() for k, c in state.items()}}, sort_keys=True)
 
 
 def is_configured(settings: Settings) -> bool:

@@ -1,22 +1,29 @@
 """A local fake of HubSpot's CRM v3/v4 API, served by SandboxServer (see VENDORS.md §3).
 
-Supports: objects list/get (`archived=true` too), search (filters, 1 sort, `limit` <= 200,
-`after` offsets, `total`, the 10,000-result cap: a request whose after+limit passes the cap
-gets HubSpot's 400), batch read/update (<= 100 inputs; 200 or 207 with `errors`), properties
-(GET, POST with 409 on a duplicate, batch create) and groups, v4 associations batch read
-(<= 1,000 inputs), owners. Bearer auth; error bodies `{status, message, correlationId,
-category}`; 429 bodies with `errorType: RATE_LIMIT` and a `policyName`.
+Supports: objects list/get (`archived=true`, `associations=` too), search (filters, 1 sort,
+`limit` <= 200, `after` offsets, `total`, the 10,000-result cap: a request whose after+limit
+passes the cap gets HubSpot's 400), batch read (<= 100 inputs, <= 50 with
+`propertiesWithHistory`) and update (200 or 207 with `errors`), properties (GET, POST with 409
+on a duplicate, batch create) and groups, v4 associations batch read (<= 1,000 inputs), owners.
+Bearer auth; error bodies `{status, message, correlationId, category}`; 429 bodies with
+`errorType: RATE_LIMIT` and a `policyName`. Plain HTTP, or HTTPS with `tls=True` (a throwaway
+trustme CA whose PEM is `sandbox.ca_path`).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from connectors.sandbox.hubspot_store import LASTMOD, HubSpotStore, iso, ms
+import trustme
+
+from connectors.sandbox.hubspot_store import HubSpotStore, iso, lastmod_of, ms
 from connectors.sandbox.server import Fault, Request, Response, SandboxServer
 
 TOKEN = "pat-na1-sandbox-token"
@@ -27,6 +34,7 @@ RATE_HEADERS = {
 }
 OBJ = re.compile(r"^/crm/v3/objects/(\w+)(?:/(search|batch/read|batch/update|[^/]+))?/?$")
 PROPS = re.compile(r"^/crm/v3/properties/(\w+)(?:/(groups|batch/create))?/?$")
+ASSOC_TYPES = [{"category": "HUBSPOT_DEFINED", "typeId": 1, "label": None}]
 ASSOC = re.compile(r"^/crm/v4/associations/(\w+)/(\w+)/batch/read/?$")
 
 
@@ -87,7 +95,7 @@ class HubSpotRouter:
                 return error(
                     404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND"
                 )
-            return Response(200, self.store.view(obj, _csv(req.arg("properties"))))
+            return Response(200, self.store.view(obj, _csv(req, "properties"), kind=kind))
         return error(405, f"Method {req.method} not allowed", "VALIDATION_ERROR")
 
     # -- objects -----------------------------------------------------------------------
@@ -108,12 +116,21 @@ class HubSpotRouter:
                 f"({after}) + `limit` ({limit}) exceeds it",
                 "VALIDATION_ERROR",
             )
+        defined = self.store.properties.get(kind, {})
+        for f in (f for g in groups for f in g.get("filters", [])):
+            name = f.get("propertyName", "")
+            if name.startswith("healthbot_") and name not in defined:
+                return error(
+                    400,
+                    f"There was a problem with the request. Property '{name}' does not exist",
+                    "VALIDATION_ERROR",
+                )
         rows = self.store.search(kind, groups, sorts)
         page = rows[after : after + limit]
-        results = [self.store.view(o, body.get("properties")) for o in page]
+        results = [self.store.view(o, body.get("properties"), kind=kind) for o in page]
         if self.malformed_next and results:
             self.malformed_next = False
-            results[0]["properties"][LASTMOD] = "not-a-date"
+            results[0]["properties"][lastmod_of(kind)] = "not-a-date"
         out: dict = {"total": len(rows), "results": results}
         nxt = after + len(page)
         if nxt < len(rows) and nxt < self.search_cap:
@@ -126,7 +143,14 @@ class HubSpotRouter:
         pool = self.store.archived[kind] if archived else self.store.objects[kind]
         rows = sorted(pool.values(), key=lambda o: int(o["id"]))
         page = [
-            self.store.view(o, _csv(req.arg("properties"))) for o in rows[after : after + limit]
+            self.store.view(
+                o,
+                _csv(req, "properties"),
+                kind=kind,
+                with_history=_csv(req, "propertiesWithHistory"),
+                associations=_csv(req, "associations"),
+            )
+            for o in rows[after : after + limit]
         ]
         out: dict = {"results": page}
         if after + limit < len(rows):
@@ -134,17 +158,18 @@ class HubSpotRouter:
         return Response(200, out)
 
     def batch_read(self, kind: str, body: dict) -> Response:
-        inputs = body.get("inputs") or []
-        if len(inputs) > 100:
-            return error(400, "Batch size must be at most 100", "VALIDATION_ERROR")
+        inputs, history = body.get("inputs") or [], body.get("propertiesWithHistory") or []
+        cap = 50 if history else 100
+        if len(inputs) > cap:
+            return error(400, f"Batch size must be at most {cap}", "VALIDATION_ERROR")
         found, missing = [], []
         for i in inputs:
             obj = self.store.objects[kind].get(str(i.get("id")))
-            (
-                found.append(self.store.view(obj, body.get("properties")))
-                if obj
-                else missing.append(str(i.get("id")))
-            )
+            if obj is None:
+                missing.append(str(i.get("id")))
+                continue
+            view = self.store.view(obj, body.get("properties"), kind=kind, with_history=history)
+            found.append(view)
         return self._batch(found, missing, "OBJECT_NOT_FOUND", "Could not get some objects")
 
     def batch_update(self, kind: str, body: dict) -> Response:
@@ -193,20 +218,8 @@ class HubSpotRouter:
             if not to:
                 missing.append(oid)
                 continue
-            results.append(
-                {
-                    "from": {"id": oid},
-                    "to": [
-                        {
-                            "toObjectId": int(t),
-                            "associationTypes": [
-                                {"category": "HUBSPOT_DEFINED", "typeId": 1, "label": None}
-                            ],
-                        }
-                        for t in to
-                    ],
-                }
-            )
+            links = [{"toObjectId": int(t), "associationTypes": ASSOC_TYPES} for t in to]
+            results.append({"from": {"id": oid}, "to": links})
         errors = [
             _err("NO_ASSOCIATIONS_FOUND", f"No {to_type} is associated with {from_type} {m}.", [m])
             for m in missing
@@ -251,8 +264,26 @@ def _err(category: str, message: str, ids: list[str]) -> dict:
     return {"status": "error", "category": category, "message": message, "context": {"ids": ids}}
 
 
-def _csv(value: str | None) -> list[str] | None:
-    return [v for v in value.split(",") if v] if value else None
+def _csv(req: Request, name: str) -> list[str] | None:
+    """A list query parameter, sent repeated (the client's "multi") or comma-separated."""
+    values = [v for raw in req.query.get(name, []) for v in raw.split(",") if v]
+    return values or None
+
+
+_CA: list = []
+
+
+def tls_context() -> tuple[ssl.SSLContext, str]:
+    """A server context signed by a throwaway CA (made once per process), and its PEM path."""
+    if not _CA:
+        ca = trustme.CA()
+        fd, path = tempfile.mkstemp(prefix="hubspot-fake-ca-", suffix=".pem")
+        os.close(fd)
+        ca.cert_pem.write_to_path(path)
+        _CA.extend([ca.issue_cert("127.0.0.1", "localhost"), path])
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    _CA[0].configure_cert(ctx)
+    return ctx, _CA[1]
 
 
 def fault_response(fault: Fault, req: Request) -> Response:
@@ -292,6 +323,12 @@ class HubSpotSandbox:
     server: SandboxServer
     company_ids: dict[str, str]  # portfolio account external_id -> HubSpot company id
     token: str = TOKEN
+    ca_path: str | None = None  # the CA to trust when served over HTTPS
+
+    @property
+    def contact_ids(self) -> dict[str, str]:
+        """Portfolio contact external_id -> HubSpot contact id."""
+        return self.store.contact_ids
 
     @property
     def url(self) -> str:
@@ -339,6 +376,18 @@ class HubSpotSandbox:
         self.store.now_ms = max(self.store.now_ms, at + n * step_ms)
         return ids
 
+    def contact_leaves(self, contact_id: str) -> dict:
+        """A contact is flagged as having left its company."""
+        return self.store.update("contacts", contact_id, {"healthbot_left_company": "true"})
+
+    def move_contact(self, contact_id: str, company_id: str | None) -> dict:
+        """Re-associate a contact with another company (or none), as its primary company."""
+        for old in self.store.associated("contacts", "companies", contact_id):
+            self.store.dissociate("contacts", contact_id, "companies", old)
+        if company_id is not None:
+            self.store.associate("contacts", contact_id, "companies", company_id)
+        return self.store.update("contacts", contact_id, {"associatedcompanyid": company_id})
+
     def add_raw(self, kind: str, obj: dict) -> None:
         """Put a record as given (for malformed-record tests)."""
         self.store.objects[kind][str(obj.get("id"))] = obj
@@ -349,14 +398,27 @@ class HubSpotSandbox:
 
 
 def start_hubspot_sandbox(
-    portfolio=None, *, token: str = TOKEN, search_cap: int = 10_000, ssl_context=None
+    portfolio=None,
+    *,
+    token: str = TOKEN,
+    search_cap: int = 10_000,
+    tls: bool = False,
+    ssl_context=None,
+    champion_properties: bool = True,
 ) -> HubSpotSandbox:
+    """`champion_properties=False`: a portal where the healthbot_* contact properties were
+    never created (searching on them is a 400)."""
     store = HubSpotStore()
+    if not champion_properties:
+        store.properties["contacts"].clear()
     ids = store.seed(portfolio) if portfolio is not None else {}
     router = HubSpotRouter(store, token=token, search_cap=search_cap)
+    ca_path = None
+    if tls and ssl_context is None:
+        ssl_context, ca_path = tls_context()
     server = SandboxServer(router, fault_response, ssl_context=ssl_context)
     server.start()
-    return HubSpotSandbox(store, router, server, ids, token)
+    return HubSpotSandbox(store, router, server, ids, token, ca_path)
 
 
 @contextmanager

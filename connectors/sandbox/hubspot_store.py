@@ -1,8 +1,13 @@
 """In-memory HubSpot CRM data for the sandbox fake: objects, associations, owners, properties.
 
 Vendor-shaped: every property value is a string, datetimes are ISO-8601 with milliseconds
-and `Z`, `hs_lastmodifieddate` bumps on every write. Seeded from a sandbox Portfolio
-(companies, renewal deals, tickets); `hubspot_api.py` serves it over HTTP.
+and `Z`, `hs_lastmodifieddate` (contacts: `lastmodifieddate`) bumps on every write, and every
+write is kept in the property's history (served as `propertiesWithHistory`, newest first).
+Archiving a record drops its associations from the live index (reads of the other side no
+longer see it) but keeps them on the archived copy (served by `?archived=true&associations=`:
+an assumption, HubSpot does not document it). Seeded from a sandbox Portfolio (companies,
+renewal deals, tickets, contacts with a `healthbot_champion` flag whose departure sets
+`healthbot_left_company` at the left date); `hubspot_api.py` serves it over HTTP.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 LASTMOD = "hs_lastmodifieddate"
+CONTACT_LASTMOD = "lastmodifieddate"
 DATETIME_PROPS = {
     LASTMOD,
+    CONTACT_LASTMOD,
     "createdate",
     "closedate",
     "closed_date",
@@ -26,6 +33,13 @@ TYPES = ("companies", "deals", "tickets", "contacts")
 TICKET_STAGE = {"new": "1", "pending": "2", "open": "3", "solved": "4", "closed": "4"}
 TICKET_PRIORITY = {"low": "LOW", "normal": "MEDIUM", "high": "HIGH", "urgent": "URGENT"}
 COMPANY_ID_BASE, DEAL_ID_BASE, OWNER_ID_BASE = 10_000, 5_000_000, 90_000
+CONTACT_ID_BASE = 700_000
+CONTACT_PROPERTIES = (("healthbot_champion", "Champion"), ("healthbot_left_company", "Left"))
+SINGULAR = {"companies": "company", "deals": "deal", "tickets": "ticket", "contacts": "contact"}
+
+
+def lastmod_of(object_type: str) -> str:
+    return CONTACT_LASTMOD if object_type == "contacts" else LASTMOD
 
 
 def iso(ms: int) -> str:
@@ -65,6 +79,15 @@ class HubSpotStore:
     assoc: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
     owners: list[dict] = field(default_factory=list)
     properties: dict[str, dict[str, dict]] = field(default_factory=lambda: {t: {} for t in TYPES})
+    # (type, id) -> property -> [(value, epoch ms)], oldest first
+    history: dict[tuple[str, str], dict[str, list[tuple[str, int]]]] = field(default_factory=dict)
+    # (type, id) of an archived record -> {other type: [ids]} as they were when archived
+    archived_assoc: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+    contact_ids: dict[str, str] = field(default_factory=dict)  # portfolio id -> contact id
+
+    def __post_init__(self) -> None:
+        for name, label in CONTACT_PROPERTIES:
+            self.define("contacts", name, label, "bool", "booleancheckbox")
 
     # -- writes ------------------------------------------------------------------------
     def tick(self) -> int:
@@ -82,8 +105,12 @@ class HubSpotStore:
     ) -> dict:
         mod = modified_ms if modified_ms is not None else self.tick()
         created = created_ms if created_ms is not None else mod
-        properties = {"hs_object_id": obj_id, "createdate": iso(created), LASTMOD: iso(mod)}
+        lastmod = lastmod_of(object_type)
+        properties = {"hs_object_id": obj_id, "createdate": iso(created), lastmod: iso(mod)}
         properties.update({k: v for k, v in props.items() if v is not None})
+        self.history[(object_type, obj_id)] = {
+            k: [(v, created)] for k, v in properties.items() if k != lastmod
+        }
         obj = {
             "id": obj_id,
             "properties": properties,
@@ -104,12 +131,14 @@ class HubSpotStore:
     ) -> dict:
         obj = self.objects[object_type][obj_id]
         mod = modified_ms if modified_ms is not None else self.tick()
+        hist = self.history.setdefault((object_type, obj_id), {})
         for k, v in props.items():
             if v is None:
                 obj["properties"].pop(k, None)
             else:
                 obj["properties"][k] = v
-        obj["properties"][LASTMOD] = iso(mod)
+            hist.setdefault(k, []).append(("" if v is None else v, mod))
+        obj["properties"][lastmod_of(object_type)] = iso(mod)
         obj["updatedAt"] = iso(mod)
         return obj
 
@@ -118,23 +147,79 @@ class HubSpotStore:
         at = self.tick()
         obj.update(archived=True, archivedAt=iso(at))
         self.archived[object_type][obj_id] = obj
+        kept = self.archived_assoc.setdefault((object_type, obj_id), {})
+        for (a_type, b_type), links in self.assoc.items():
+            if a_type == object_type and obj_id in links:
+                kept[b_type] = links.get(obj_id, [])
+                for other in kept[b_type]:
+                    self.dissociate(a_type, obj_id, b_type, other)
         return obj
+
+    def define(self, object_type: str, name: str, label: str, type_: str, field: str) -> None:
+        """A custom property definition (searching on an undefined healthbot_* one is a 400)."""
+        self.properties[object_type][name] = {
+            "name": name,
+            "label": label,
+            "type": type_,
+            "fieldType": field,
+            "groupName": "healthbot",
+            "archived": False,
+        }
 
     def associate(self, a_type: str, a_id: str, b_type: str, b_id: str) -> None:
         self.assoc.setdefault((a_type, b_type), {}).setdefault(a_id, []).append(b_id)
         self.assoc.setdefault((b_type, a_type), {}).setdefault(b_id, []).append(a_id)
 
+    def dissociate(self, a_type: str, a_id: str, b_type: str, b_id: str) -> None:
+        for x, x_id, y, y_id in ((a_type, a_id, b_type, b_id), (b_type, b_id, a_type, a_id)):
+            links = self.assoc.get((x, y), {})
+            if y_id in links.get(x_id, []):
+                links[x_id] = [i for i in links[x_id] if i != y_id]
+                if not links[x_id]:
+                    del links[x_id]
+
     def associated(self, from_type: str, to_type: str, obj_id: str) -> list[str]:
         return list(self.assoc.get((from_type, to_type), {}).get(obj_id, []))
 
     # -- reads -------------------------------------------------------------------------
-    def view(self, obj: dict, props: list[str] | None) -> dict:
-        """The object as the API returns it: only the asked-for properties (plus defaults)."""
-        wanted = set(DEFAULT_PROPS) | set(props or ())
+    def view(
+        self,
+        obj: dict,
+        props: list[str] | None,
+        *,
+        kind: str = "",
+        with_history: list[str] | None = None,
+        associations: list[str] | None = None,
+    ) -> dict:
+        """The object as the API returns it: only the asked-for properties (plus defaults),
+        the asked-for property histories (newest first) and associations."""
+        wanted = set(DEFAULT_PROPS) | {lastmod_of(kind)} | set(props or ())
         out = dict(obj)
         out["properties"] = {k: v for k, v in obj["properties"].items() if k in wanted}
         for k in props or ():
             out["properties"].setdefault(k, None)
+        if with_history:
+            hist = self.history.get((kind, obj["id"]), {})
+            out["propertiesWithHistory"] = {
+                k: [
+                    {"value": v, "timestamp": iso(at), "sourceType": "API", "sourceId": "sandbox"}
+                    for v, at in reversed(hist[k])
+                ]
+                for k in with_history
+                if k in hist
+            }
+        if associations:
+            key = (kind, obj["id"])
+            found = {
+                t: self.archived_assoc.get(key, {}).get(t) or self.associated(kind, t, obj["id"])
+                for t in associations
+            }
+            label = lambda t: f"{SINGULAR[kind]}_to_{SINGULAR[t]}"  # noqa: E731
+            out["associations"] = {
+                t: {"results": [{"id": i, "type": label(t)} for i in ids]}
+                for t, ids in found.items()
+                if ids
+            }
         return out
 
     def search(self, object_type: str, filter_groups: list[dict], sorts: list) -> list[dict]:
@@ -246,8 +331,36 @@ class HubSpotStore:
                 modified_ms=solved or created,
             )
             self.associate("tickets", t.external_id, "companies", ids[t.account_id])
+        self._seed_contacts(portfolio, ids)
         self.now_ms = max(self.now_ms, horizon)
         return ids
+
+    def _seed_contacts(self, portfolio, ids: dict[str, str]) -> None:
+        """Contacts join at their company's customer_since; one who left gets
+        `healthbot_left_company = true` at midnight UTC of the left date (its last write)."""
+        since = {a.external_id: ms(a.customer_since) for a in portfolio.accounts}
+        for n, c in enumerate(portfolio.contacts, start=1):
+            cid, company = str(CONTACT_ID_BASE + n), ids[c.account_id]
+            first, _, last = c.name.partition(" ")
+            self.contact_ids[c.external_id] = cid
+            self.put(
+                "contacts",
+                cid,
+                {
+                    "email": c.email,
+                    "firstname": first,
+                    "lastname": last,
+                    "jobtitle": c.title,
+                    "healthbot_champion": "true" if c.is_champion else "false",
+                    "associatedcompanyid": company,
+                },
+                created_ms=since[c.account_id],
+                modified_ms=since[c.account_id],
+            )
+            self.associate("contacts", cid, "companies", company)
+            if c.left_on is not None:
+                left = max(ms(c.left_on), since[c.account_id] + 1)
+                self.update("contacts", cid, {"healthbot_left_company": "true"}, modified_ms=left)
 
 
 def _matches(obj: dict, filters: list[dict]) -> bool:

@@ -115,7 +115,7 @@ def test_full_sync_lands_portfolio(engine, sandbox, portfolio):
     sev1 = {
         (ids[t.account_id], t.created_at)
         for t in portfolio.tickets
-        if t.priority in ("high", "urgent")
+        if t.priority == "urgent"  # the default sev-1 set is URGENT only
     }
     assert obs["sev1_ticket"] == len(sev1)
     open_now = Counter(
@@ -125,6 +125,11 @@ def test_full_sync_lands_portfolio(engine, sandbox, portfolio):
     assert snaps == {c: float(open_now.get(c, 0)) for c in snaps}
     assert set(snaps) == {ids[t.account_id] for t in portfolio.tickets}
     assert obs["csm_touch"] == len({t.account_id for t in portfolio.touches})
+    left = {
+        (ids[c.account_id], c.left_on) for c in portfolio.contacts if c.is_champion and c.left_on
+    }
+    got_left = {(o[0], o[2].date()) for o in snap["observations"] if o[1] == "champion_left"}
+    assert left and got_left == left
     # minimum calls: one search page per 200 records, batched associations, no per-record reads
     n_tickets = len(portfolio.tickets)
     server = sandbox.server
@@ -132,8 +137,13 @@ def test_full_sync_lands_portfolio(engine, sandbox, portfolio):
     assert server.count("POST", "/deals/search") == math.ceil(len(portfolio.renewals) / 200)
     assert server.count("POST", "/tickets/search") == math.ceil(n_tickets / 200)
     assert server.count("GET", "/owners") == 1
-    assert server.count("POST", "/associations/") <= 1 + 2 * math.ceil(n_tickets / 200)
+    assert server.count("POST", "/associations/") <= 1 + 2 * math.ceil(n_tickets / 200) + 1
     assert server.count("POST", "/objects/tickets/batch/read") <= math.ceil(n_tickets / 100)
+    n_champions = sum(c.is_champion for c in portfolio.contacts)
+    assert server.count("POST", "/contacts/search") == math.ceil(n_champions / 200)
+    assert server.count("POST", "/objects/contacts/batch/read") == math.ceil(n_champions / 50)
+    assert server.count("POST", "/associations/contacts/") == 1  # only the flagged-left ones
+    assert server.count("GET", "/crm/v3/objects/") == 3  # archived companies, tickets, contacts
     assert report.api_calls == len(server.requests)
     assert not snap["errors"] and report.stored.unmatched == {}
 
@@ -144,7 +154,8 @@ def test_incremental_fetches_only_changes(engine, sandbox):
     sandbox.server.reset_counts()
     report = ingest(engine, src)
     assert report.fetched == 0 and report.stored.upserted == 0
-    assert sandbox.server.count("POST", SEARCH) == 3 and len(sandbox.server.requests) == 4
+    # 4 searches (companies, deals, tickets, champion contacts) + 3 archived lists
+    assert sandbox.server.count("POST", SEARCH) == 4 and len(sandbox.server.requests) == 7
     company = sorted(sandbox.store.objects["companies"])[3]
     ticket = next(
         t for t, cs in sandbox.store.assoc[("tickets", "companies")].items() if company in cs
@@ -154,7 +165,7 @@ def test_incremental_fetches_only_changes(engine, sandbox):
     sandbox.server.reset_counts()
     report = ingest(engine, src)
     assert report.fetched == 2
-    assert sandbox.server.count("POST", SEARCH) == 3
+    assert sandbox.server.count("POST", SEARCH) == 4
     with Session(engine) as s:
         acc = s.exec(select(Account).where(Account.external_id == company)).scalar_one()
         assert acc.name == "Renamed Inc"

@@ -7,6 +7,10 @@ from datetime import UTC, date, datetime
 import pytest
 
 from connectors.hubspot.mapping import (
+    SEV1_PRIORITIES,
+    archived_champion_departures,
+    associated_ids,
+    champion_departures,
     company_records,
     deal_outcomes,
     open_tickets_observation,
@@ -160,6 +164,9 @@ def test_tickets_sev1_and_open_snapshot():
         1.0,
     )
     assert sev1_observations(low, ["10001"]) == []
+    assert {"URGENT"} == SEV1_PRIORITIES  # like Zendesk urgent / Salesforce Critical
+    assert sev1_observations(ticket_state(ticket(hs_ticket_priority="HIGH")), ["1"]) == []
+    assert len(sev1_observations(closed_high, ["1"], sev1=frozenset({"HIGH", "URGENT"}))) == 1
     assert sev1_observations(closed_high, ["1"], sev1=frozenset({"URGENT"})) == []
     snap = open_tickets_observation("10001", [open_urgent, closed_high, low])
     assert (snap.signal, snap.value, snap.observed_at) == (
@@ -168,6 +175,111 @@ def test_tickets_sev1_and_open_snapshot():
         datetime(2026, 10, 5, tzinfo=UTC),
     )
     assert open_tickets_observation("10001", []) is None
+    deleted_at = datetime(2026, 10, 9, tzinfo=UTC)  # a ticket deleted later than any change
+    later = open_tickets_observation("10001", [closed_high, low], at=deleted_at)
+    assert (later.value, later.observed_at) == (1.0, deleted_at)
+    assert open_tickets_observation("10001", [], at=deleted_at).value == 0.0
     assert ticket_state(ticket(createdate="bad")).reason == "unparsable createdate: 'bad'"
     no_stage = ticket_state(ticket(hs_pipeline_stage=None, closed_date="2026-10-03T00:00:00Z"))
     assert not no_stage.open
+
+
+def versions(*pairs: tuple[str, str]) -> list[dict]:
+    """(value, timestamp) oldest first -> HubSpot's propertiesWithHistory list (newest first)."""
+    return [
+        {"value": v, "timestamp": t, "sourceType": "CRM_UI", "sourceId": "userId:1"}
+        for v, t in reversed(pairs)
+    ]
+
+
+def contact(left=(), primary=(), **props) -> dict:
+    base = {
+        "healthbot_champion": "true",
+        "healthbot_left_company": left[-1][0] if left else None,
+        "associatedcompanyid": primary[-1][0] if primary else None,
+        "lastmodifieddate": "2026-10-20T10:00:00.000Z",
+        "hs_object_id": "700001",
+    }
+    history = {}
+    if left:
+        history["healthbot_left_company"] = versions(*left)
+    if primary:
+        history["associatedcompanyid"] = versions(*primary)
+    return {"id": "700001", "properties": {**base, **props}, "propertiesWithHistory": history}
+
+
+T0, T1, T2, T3 = (f"2026-0{m}-01T09:30:00.000Z" for m in (3, 5, 7, 9))
+
+
+def when(stamp: str) -> datetime:
+    return parse_datetime(stamp)
+
+
+def left_events(out) -> list[tuple[str, datetime]]:
+    assert all(o.signal == "champion_left" and o.value == 1.0 for o in out)
+    return [(o.account.crm_id, o.observed_at) for o in out]
+
+
+def test_champion_flagged_left_at_the_flag_change():
+    c = contact(left=[("false", T0), ("true", T1)], primary=[("10001", T0)])
+    assert left_events(champion_departures(c, ["10001", "10002"])) == [
+        ("10001", when(T1)),
+        ("10002", when(T1)),  # still associated when flagged: left too
+    ]
+    # later unrelated edits (lastmodifieddate moves) do not move the event
+    c["properties"]["lastmodifieddate"] = T3
+    assert left_events(champion_departures(c, ["10001"])) == [("10001", when(T1))]
+
+
+def test_champion_moving_company_or_losing_it():
+    moved = contact(primary=[("10001", T0), ("10002", T1)])
+    assert left_events(champion_departures(moved)) == [("10001", when(T1))]
+    cleared = contact(primary=[("10001", T0), ("", T1), ("10003", T2)])
+    assert left_events(champion_departures(cleared)) == [("10001", when(T1))]
+    # flagged left, then unassociated: one departure, at the flag
+    both = contact(left=[("true", T1)], primary=[("10001", T0), ("", T2)])
+    assert left_events(champion_departures(both)) == [("10001", when(T1))]
+    # came back (flag reset) and left again: two departures
+    again = contact(left=[("false", T0), ("true", T1), ("false", T2), ("true", T3)])
+    again["properties"]["associatedcompanyid"] = "10001"
+    again["propertiesWithHistory"]["associatedcompanyid"] = versions(("10001", T0))
+    assert [a for _, a in left_events(champion_departures(again))] == [when(T1), when(T3)]
+
+
+def test_champion_no_departure_cases():
+    assert champion_departures(contact(primary=[("10001", T0)])) == []  # just joined
+    created_gone = contact(left=[("true", T0)], primary=[("10001", T0)])
+    assert champion_departures(created_gone) == []  # the starting state is no event
+    plain = contact(left=[("false", T0), ("true", T1)], healthbot_champion="false")
+    assert champion_departures(plain) == []
+    no_history = contact(healthbot_left_company="true", associatedcompanyid="10001")
+    del no_history["propertiesWithHistory"]
+    assert left_events(champion_departures(no_history)) == [
+        ("10001", when("2026-10-20T10:00:00.000Z"))
+    ]  # without histories: at the last modification
+
+
+def test_champion_errors():
+    bad = contact(left=[("false", T0), ("true", "soon")])
+    out = champion_departures(bad)
+    assert out == RecordError("hubspot", "contact:700001", "unparsable timestamp: 'soon'")
+    assert champion_departures({"properties": {}}).reason == "missing id"
+
+
+def test_archived_champion():
+    gone = {
+        "id": "700002",
+        "archived": True,
+        "archivedAt": T2,
+        "properties": {"healthbot_champion": "true", "associatedcompanyid": "10001"},
+        "associations": {"companies": {"results": [{"id": "10002", "type": "contact_to_company"}]}},
+    }
+    assert associated_ids(gone, "companies") == ["10002"]
+    assert left_events(archived_champion_departures(gone, ["10002"])) == [
+        ("10001", when(T2)),
+        ("10002", when(T2)),
+    ]
+    already = {**gone, "properties": {**gone["properties"], "healthbot_left_company": "true"}}
+    assert archived_champion_departures(already) == []
+    no_date = {**gone, "archivedAt": None}
+    assert archived_champion_departures(no_date).reason == "missing archivedAt"
