@@ -1,15 +1,16 @@
 """Benchmark the full rescore against the floor PostgreSQL itself sets.
 
     python bench/score.py [--accounts N] [--url ADMIN_URL] [--db NAME] [--batch-size B]
-                          [--no-history] [--keep]
+                          [--workers W] [--no-history] [--keep]
 
 Creates N accounts with 90 days of observations in a fresh database (--db on the server of
 --url, migrated with `upgrade()`, loaded with COPY by a child process), seeds the score history
 a daily run finds (an untimed rescore of the day before, copied to 30 and 90 days back), then
 times the floor (one aggregate pass over the same rows, one row out per account) and
-`rescore(engine, model, day=LAST_DAY)`, both on connections with the SESSION settings.
+`rescore(engine, model, day=LAST_DAY, workers=W)`, both on connections with the SESSION settings.
 Progress goes to stderr; the last line on stdout is JSON. peak_rss_mb is this process's (it
-loads nothing); queries counts the statements the rescore sent (an executemany page once).
+loads nothing), peak_rss_total_mb adds each rescore worker process's peak; queries counts the
+statements the rescore sent (an executemany page once; a COPY is not counted), the workers' too.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def load(url: str, n: int) -> None:
         # bulk-load practice: the natural-key index is built once afterwards, the FK trigger
         # skipped (ids are valid by construction), rows written frozen
         conn.execute("ALTER TABLE observation DROP CONSTRAINT uq_observation_natural")
+        conn.execute("DROP INDEX ix_observation_series")
         conn.execute("TRUNCATE observation")
         conn.execute("SET session_replication_role = replica")
         copy = "COPY observation (account_id, signal, observed_at, value, source) FROM STDIN"
@@ -151,6 +153,11 @@ def load(url: str, n: int) -> None:
         conn.execute(
             "ALTER TABLE observation ADD CONSTRAINT uq_observation_natural"
             " UNIQUE (account_id, signal, observed_at, source)"
+        )
+        say("rebuilding ix_observation_series")
+        conn.execute(
+            "CREATE INDEX ix_observation_series ON observation"
+            " (account_id, signal, observed_at) INCLUDE (value)"
         )
         conn.commit()
 
@@ -168,11 +175,36 @@ def vacuum(url: str) -> int:
         return conn.execute("SELECT count(*) FROM observation").fetchone()[0]
 
 
+def children_hwm_mb() -> dict[int, float]:
+    """Peak resident memory (VmHWM) of this process's live children, by pid (Linux)."""
+    out = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids = [int(p) for p in f.read().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            out[pid] = int(line.split()[1]) / 1024
+            except OSError:
+                pass
+    return out
+
+
+WORKER_HWM: dict[int, float] = {}
+
+
 def progress_line(n: int, label: str):
     done, step = 0, max(1, n // 10)
 
     def progress(k: int) -> None:
         nonlocal done
+        for pid, mb in children_hwm_mb().items():  # worker processes, while they live
+            WORKER_HWM[pid] = max(mb, WORKER_HWM.get(pid, 0.0))
         done += k
         if done // step != (done - k) // step:
             say(f"  {label} {done}/{n}")
@@ -180,10 +212,11 @@ def progress_line(n: int, label: str):
     return progress
 
 
-def seed_history(engine, model, n: int, batch_size: int) -> None:
+def seed_history(engine, model, n: int, batch_size: int, workers: int) -> None:
     say("history: rescoring the day before (untimed)")
     day = LAST_DAY - timedelta(days=1)
-    rescore(engine, model, day=day, batch_size=batch_size, progress=progress_line(n, "seeded"))
+    progress = progress_line(n, "seeded")
+    rescore(engine, model, day=day, batch_size=batch_size, workers=workers, progress=progress)
     cols = [c.name for c in Score.__table__.c if c.name != "id"]
     shifted = ", ".join("score_date - v.d" if c == "score_date" else c for c in cols)
     copy = f"INSERT INTO score ({', '.join(cols)}) SELECT {shifted} FROM score"
@@ -210,6 +243,9 @@ def main() -> None:
     ap.add_argument("--url", default=ADMIN_URL, help="admin URL of the server to use")
     ap.add_argument("--db", default=DB, help="database to (re)create for the run")
     ap.add_argument("--batch-size", type=int, default=2000)
+    ap.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="scoring processes (rescore)"
+    )
     ap.add_argument("--no-history", action="store_true", help="rescore with empty score tables")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = ap.parse_args()
@@ -232,18 +268,26 @@ def main() -> None:
     say(f"{obs} observations ({obs / n / DAYS:.2f} per account-day)")
     model = load_model(DEFAULT_MODEL_PATH)
     if not args.no_history:
-        seed_history(engine, model, n, args.batch_size)
+        seed_history(engine, model, n, args.batch_size, args.workers)
         vacuum(url)
     limit = floor_seconds(engine)
-    say(f"rescore, batch size {args.batch_size}")
+    say(f"rescore, batch size {args.batch_size}, {args.workers} worker(s)")
     engine.dispose()
     counter, progress = itertools.count(), progress_line(n, "rescored")
     load_avg = os.getloadavg()[0]
+    WORKER_HWM.clear()
     event.listen(engine, "before_cursor_execute", lambda *_: next(counter))
     t = time.perf_counter()
-    report = rescore(engine, model, day=LAST_DAY, batch_size=args.batch_size, progress=progress)
+    report = rescore(
+        engine,
+        model,
+        day=LAST_DAY,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=progress,
+    )
     seconds = time.perf_counter() - t
-    queries = next(counter)
+    queries = next(counter) + report.worker_statements
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     say(f"rescore: {seconds:.2f}s, {report}")
     say(f"load average {load_avg:.1f} -> {os.getloadavg()[0]:.1f} (other work skews timings)")
@@ -259,7 +303,10 @@ def main() -> None:
         "ratio": round(seconds / limit, 2),
         "accounts_per_s": round(n / seconds, 1),
         "peak_rss_mb": round(peak, 1),
+        # each worker's peak counts the pages it shares with this process: an upper bound
+        "peak_rss_total_mb": round(peak + sum(WORKER_HWM.values()), 1),
         "queries": queries,
+        "workers": args.workers,
     }
     print(json.dumps(result))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -82,7 +83,7 @@ def score(
     if account:
         with session_scope(eng) as session:
             ids = [_one_account(session, account).id]
-    report = rescore(eng, model(), day=when, account_ids=ids)
+    report = rescore(eng, model(), day=when, account_ids=ids, workers=os.cpu_count() or 1)
     out.print(
         f"Scored {report.scored} of {report.accounts} accounts for {when}: "
         f"{report.changes} changed, {report.announced} tier changes announced"

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import JSON, Integer, bindparam, func, or_, select, true, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, SQLModel
 
 from health.models import Account, Observation, Outcome, Score, SyncError, SyncState
@@ -310,3 +311,101 @@ def scores_as_of(
         )
     )
     return {s.account_id: s for s in rows.scalars()}
+
+
+def score_states_as_of(
+    *,
+    session: Session,
+    ids: Sequence[int],
+    lo: date | None,
+    hi: date,
+    components: bool = False,
+) -> dict[int, Any]:
+    """Like `scores_as_of`, for scoring: per account of `ids`, the columns the next score reads
+    of its newest Score with lo <= score_date <= hi (plain rows with a Score's attribute
+    names: account_id, total, tier, announced_tier, pending_since[, components])."""
+    if not ids:
+        return {}
+    cols = [Score.account_id, Score.total, Score.tier, Score.announced_tier, Score.pending_since]
+    if components:
+        cols.append(Score.components)
+    bounds = [Score.score_date <= hi] + ([Score.score_date >= lo] if lo is not None else [])
+    if session.get_bind().dialect.name == "postgresql":
+        # one index probe per account (newest day first), the ids as one array parameter
+        acc = (
+            func.unnest(bindparam("ids", list(ids), type_=ARRAY(Integer)))
+            .table_valued("id")
+            .render_derived(name="acc")
+        )
+        newest = (
+            select(*cols)
+            .where(Score.account_id == acc.c.id, *bounds)
+            .order_by(Score.score_date.desc())
+            .limit(1)
+            .lateral("newest")
+        )
+        stmt = select(*newest.c).select_from(acc).join(newest, true())
+    else:
+        last = select(Score.account_id, func.max(Score.score_date).label("d"))
+        last = last.where(Score.account_id.in_(list(ids)), *bounds).group_by(Score.account_id)
+        last = last.subquery()
+        on = (Score.account_id == last.c.account_id) & (Score.score_date == last.c.d)
+        stmt = select(*cols).join(last, on)
+    return {row.account_id: row for row in session.execute(stmt)}
+
+
+def accounts_by_id(*, session: Session, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
+    """The given columns (and id) of the accounts `ids`, as plain rows ordered by id."""
+    cols = [Account.id] + [getattr(Account, c) for c in columns]
+    if session.get_bind().dialect.name == "postgresql":
+        where = Account.id == func.any(bindparam("ids", list(ids), type_=ARRAY(Integer)))
+    else:
+        where = Account.id.in_(list(ids))
+    return list(session.execute(select(*cols).where(where).order_by(Account.id)))
+
+
+def bulk_upsert(
+    session: Session,
+    table: type[SQLModel],
+    rows: Sequence[dict],
+    *,
+    keys: Sequence[str],
+    update: Sequence[str],
+    returning: Sequence[str] = (),
+) -> list[tuple]:
+    """`upsert` (always updating) for many rows at once. On PostgreSQL: COPY into a temporary
+    table, then one INSERT ... SELECT ... ON CONFLICT; elsewhere `upsert` itself."""
+    if not rows or session.get_bind().dialect.name != "postgresql":
+        return upsert(
+            session,
+            table,
+            rows,
+            keys=keys,
+            update=update,
+            only_if_changed=False,
+            returning=returning,
+        )
+    from psycopg.types.json import Json
+
+    tbl = table.__table__  # type: ignore[attr-defined]
+    cols = list(rows[0])
+    jsons = {c for c in cols if isinstance(tbl.c[c].type, JSON)}
+    tmp = f"_bulk_{tbl.name}_{len(cols)}"
+    names = ", ".join(cols)
+    conn = session.connection()
+    conn.exec_driver_sql(  # emptied at commit; the DELETE is for an earlier call in this one
+        f"CREATE TEMP TABLE IF NOT EXISTS {tmp} ON COMMIT DELETE ROWS AS"
+        f" SELECT {names} FROM {tbl.name} WITH NO DATA; DELETE FROM {tmp}"
+    )
+    raw = conn.connection.driver_connection  # COPY: a statement SQLAlchemy does not see
+    with raw.cursor() as cur, cur.copy(f"COPY {tmp} ({names}) FROM STDIN") as cp:
+        for row in rows:
+            cp.write_row([Json(row[c]) if c in jsons else row[c] for c in cols])
+    sets = ", ".join(f"{c} = excluded.{c}" for c in update)
+    ret = ", ".join(returning or [c.name for c in tbl.primary_key.columns])
+    action = f"UPDATE SET {sets}" if update else "NOTHING"
+    result = conn.exec_driver_sql(
+        f"INSERT INTO {tbl.name} ({names}) SELECT {names} FROM {tmp}"
+        f" ON CONFLICT ({', '.join(keys)}) DO {action} RETURNING {ret}"
+    )
+    return [tuple(r) for r in result]

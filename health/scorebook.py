@@ -11,20 +11,24 @@ from health.scoring.engine import PriorState, ScoreResult
 def breakdown(result: ScoreResult) -> dict:
     """Compact component breakdown: {component: {score, share, age_days, stale,
     metrics: {metric: [value, score, share]}}} (missing metrics are left out)."""
-    return {
-        c.key: {
+    out = {}
+    for c in result.components:  # the rescore's hot path: rounding inlined
+        metrics = {}
+        for m in c.metrics:
+            if m.value is not None:
+                metrics[m.key] = [
+                    round(m.value, 4),
+                    None if m.score is None else round(m.score, 1),
+                    round(m.share, 4),
+                ]
+        out[c.key] = {
             "score": _r(c.score),
-            "share": _r(c.share, 4),
+            "share": round(c.share, 4),
             "age_days": _r(c.age_days),
             "stale": c.stale,
-            "metrics": {
-                m.key: [_r(m.value, 4), _r(m.score), _r(m.share, 4)]
-                for m in c.metrics
-                if m.value is not None
-            },
+            "metrics": metrics,
         }
-        for c in result.components
-    }
+    return out
 
 
 def metric_values(components: dict | None) -> dict[str, float]:

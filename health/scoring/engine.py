@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from health.scoring.model import TIERS, Bands, MetricDef, ScoringModel
+from health.scoring.model import TIERS, Bands, ComponentDef, MetricDef, ScoringModel
 from health.scoring.stats import SignalStats
 
 EVENT_STATS = ("sum_30d", "sum_90d")
@@ -119,6 +119,57 @@ def metric_value(
     return value / ref if ref else None
 
 
+@dataclass(frozen=True, slots=True)
+class _MetricPlan:
+    key: str
+    metric: MetricDef
+    weight_share: float  # of its component's metric weight
+
+
+@dataclass(frozen=True, slots=True)
+class _ComponentPlan:
+    key: str
+    comp: ComponentDef
+    signals: tuple[str, ...]  # distinct signals of its metrics
+    metrics: tuple[_MetricPlan, ...]
+    weight_share: float  # of the model's total weight
+
+
+class _Plan:
+    """What `score` derives from a model alone, derived once per model (models are frozen)."""
+
+    __slots__ = ("components", "points", "hard_events", "bands")
+
+    def __init__(self, model: ScoringModel):
+        full = model.total_weight
+        comps = []
+        for ckey, comp in model.components.items():
+            metric_weight = sum(m.weight for m in comp.metrics.values())
+            metrics = tuple(
+                _MetricPlan(mkey, m, m.weight / metric_weight) for mkey, m in comp.metrics.items()
+            )
+            signals = tuple(dict.fromkeys(m.signal for m in comp.metrics.values()))
+            comps.append(_ComponentPlan(ckey, comp, signals, metrics, comp.weight / full))
+        self.components = tuple(comps)
+        self.points = {k: m.points for c in model.components.values() for k, m in c.metrics.items()}
+        self.hard_events = tuple((k, e.signal, e.within_days) for k, e in model.hard_events.items())
+        self.bands: dict[tuple, Bands] = {}  # (segment, adjust) -> adjusted bands
+
+
+_PLANS: dict[int, tuple[ScoringModel, _Plan]] = {}
+
+
+def _plan(model: ScoringModel) -> _Plan:
+    hit = _PLANS.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    if len(_PLANS) >= 16:  # a long-lived process that reloads its model keeps a few
+        _PLANS.clear()
+    plan = _Plan(model)
+    _PLANS[id(model)] = (model, plan)  # the model is kept alive, so its id stays its own
+    return plan
+
+
 def tier_bands(model: ScoringModel, account: AccountContext, today: date) -> tuple[Bands, tuple]:
     bands = model.tiers.segments.get(account.segment, model.tiers.bands)  # type: ignore[arg-type]
     adjust, stages = 0.0, []
@@ -133,10 +184,18 @@ def tier_bands(model: ScoringModel, account: AccountContext, today: date) -> tup
         adjust += renewal.adjust
         stages.append("renewal_window")
     if adjust:
-        clamp = lambda v: min(100.0, max(0.0, v + adjust))  # noqa: E731
-        bands = Bands(
-            healthy=clamp(bands.healthy), monitor=clamp(bands.monitor), at_risk=clamp(bands.at_risk)
-        )
+        memo = _plan(model).bands
+        key = (account.segment if account.segment in model.tiers.segments else None, adjust)
+        adjusted = memo.get(key)
+        if adjusted is None:
+            clamp = lambda v: min(100.0, max(0.0, v + adjust))  # noqa: E731
+            adjusted = Bands(
+                healthy=clamp(bands.healthy),
+                monitor=clamp(bands.monitor),
+                at_risk=clamp(bands.at_risk),
+            )
+            memo[key] = adjusted
+        bands = adjusted
     return bands, tuple(stages)
 
 
@@ -198,40 +257,40 @@ def score(
 ) -> ScoreResult | None:
     """Score one account at `now`; None when no metric has any data."""
     today = now.date()
+    plan = _plan(model)
     values: dict[str, dict[str, float]] = {}
     ages: dict[str, float | None] = {}
-    for ckey, comp in model.components.items():
-        signals = {m.signal for m in comp.metrics.values()}
-        seen = [stats[s].days_since(now) for s in signals if s in stats]
-        ages[ckey] = min(seen) if seen else None
+    for cp in plan.components:
+        seen = [stats[s].days_since(now) for s in cp.signals if s in stats]
+        ages[cp.key] = min(seen) if seen else None
         got = {}
-        for mkey, metric in comp.metrics.items():
-            v = metric_value(metric, stats, now, source_seen=bool(seen))
+        for mp in cp.metrics:
+            v = metric_value(mp.metric, stats, now, source_seen=bool(seen))
             if v is not None:
-                got[mkey] = v
+                got[mp.key] = v
         if got:
-            values[ckey] = got
+            values[cp.key] = got
     if not values:
         return None
 
     shares = _shares(model, values)
-    full = model.total_weight
     components, total, confidence = [], 0.0, 0.0
-    for ckey, comp in model.components.items():
-        got = values.get(ckey, {})
-        stale = ages[ckey] is not None and ages[ckey] > comp.stale_after_days
+    empty: dict[str, float] = {}
+    for cp in plan.components:
+        ckey, comp = cp.key, cp.comp
+        got = values.get(ckey, empty)
+        age = ages[ckey]
+        stale = age is not None and age > comp.stale_after_days
         metrics, comp_share, comp_points = [], 0.0, 0.0
-        metric_weight = sum(m.weight for m in comp.metrics.values())
-        for mkey, metric in comp.metrics.items():
+        for mp in cp.metrics:
+            mkey, metric = mp.key, mp.metric
             v = got.get(mkey)
             s = None if v is None else interpolate(metric.points, v)
             share = shares.get(mkey, 0.0)
             if s is not None:
                 comp_share += share
                 comp_points += share * s
-                confidence += (
-                    (comp.weight / full) * (metric.weight / metric_weight) * (0.5 if stale else 1.0)
-                )
+                confidence += cp.weight_share * mp.weight_share * (0.5 if stale else 1.0)
             metrics.append(
                 MetricResult(mkey, metric.label, metric.signal, metric.format, v, s, share)
             )
@@ -243,7 +302,7 @@ def score(
                 comp.weight,
                 comp_share,
                 comp_points / comp_share if comp_share else None,
-                ages[ckey],
+                age,
                 stale,
                 tuple(metrics),
             )
@@ -254,8 +313,8 @@ def score(
     raw = tier_for(total, bands)
     hard = tuple(
         key
-        for key, ev in model.hard_events.items()
-        if (s := stats.get(ev.signal)) and s.latest > 0 and s.days_since(now) <= ev.within_days
+        for key, signal, within_days in plan.hard_events
+        if (s := stats.get(signal)) and s.latest > 0 and s.days_since(now) <= within_days
     )
     announced, pending, changed = announce(
         raw, prior, hard_event=bool(hard), today=today, hold_days=model.tiers.hold_days
@@ -297,7 +356,7 @@ def drivers(
 ) -> tuple[Driver, ...]:
     """Which metrics moved the score over 30 days (from what to what); without such movement,
     the metrics that cost it the most points."""
-    defs = {k: m for c in model.components.values() for k, m in c.metrics.items()}
+    points = _plan(model).points
     moved, costs = [], []
     for comp in components:
         for m in comp.metrics:
@@ -305,7 +364,7 @@ def drivers(
                 continue
             before = prior.metrics_30d_ago.get(m.key)
             if before is not None:
-                impact = m.share * (m.score - interpolate(defs[m.key].points, before))
+                impact = m.share * (m.score - interpolate(points[m.key], before))
                 if abs(impact) >= 1.0:
                     moved.append(
                         Driver(m.key, m.signal, m.label, m.format, before, m.value, impact)

@@ -12,7 +12,7 @@ from sqlalchemy import event, func, select
 from health.db import session_scope
 from health.models import Account, OutboxItem, Score, ScoreChange
 from health.records import AccountRecord, AccountRef, Batch, ObservationRecord
-from health.repo import store_batch
+from health.repo import score_states_as_of, scores_as_of, store_batch
 from health.scoring.model import load_model
 from health.scoring.stats import summarize
 from health.scoring_service import day_end, rescore
@@ -111,3 +111,86 @@ def test_rescore_queries_grow_with_batches_not_accounts(engine):
         event.remove(engine, "before_cursor_execute", listener)
     assert large < small <= 3 * large + 3  # 3 batches cost about three times one batch
     assert large <= 12  # one batch of 30 accounts: a handful of statements, not 30+
+
+
+def test_sql_statistics_by_id_list_match_by_id_range(engine):
+    seed(engine, n_accounts=4, days=40)
+    now = day_end(DAY)
+    with session_scope(engine) as s:
+        ids = sorted(a.id for a in s.exec(select(Account)).scalars())
+        by_range = signal_stats(session=s, now=now, id_range=(ids[0], ids[-1] + 1))
+        by_list = signal_stats(session=s, now=now, account_ids=ids[::2])
+    assert set(by_list) == set(ids[::2])
+    assert by_list == {acc: by_range[acc] for acc in ids[::2]}
+
+
+def test_newest_value_at_a_shared_instant_is_the_largest(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite picks one of the tied rows")
+    at = datetime.combine(DAY, datetime.min.time(), UTC)
+    ref = AccountRef(crm_id="A0")
+    obs = [
+        ObservationRecord(ref, "csat", at - timedelta(days=1), 90, "zendesk"),
+        ObservationRecord(ref, "csat", at, 40, "survey"),
+        ObservationRecord(ref, "csat", at, 70, "zendesk"),
+        ObservationRecord(ref, "csat", at, 55, "crm"),
+    ]
+    account = AccountRecord(source="salesforce", external_id="A0", name="Tie", domain="t.test")
+    with session_scope(engine) as s:
+        store_batch(
+            session=s,
+            source="salesforce",
+            batch=Batch(accounts=[account], observations=obs),
+            now=datetime.now(UTC),
+        )
+        (stats,) = signal_stats(session=s, now=day_end(DAY), id_range=(0, 10**9)).values()
+    assert stats["csat"].latest == 70 and stats["csat"].latest_at == at
+    assert stats["csat"].avg_7d == pytest.approx((90 + 40 + 70 + 55) / 4)
+
+
+def test_score_states_carry_what_the_full_scores_do(engine):
+    seed(engine, n_accounts=3, days=60)
+    for d in (40, 35, 31, 5, 1):
+        rescore(engine, MODEL, day=DAY - timedelta(days=d))
+    with session_scope(engine) as s:
+        ids = sorted(a.id for a in s.exec(select(Account)).scalars())
+        for lo, hi in ((None, DAY), (DAY - timedelta(37), DAY - timedelta(30)), (DAY, DAY)):
+            full = scores_as_of(session=s, ids=ids, lo=lo, hi=hi)
+            light = score_states_as_of(session=s, ids=ids, lo=lo, hi=hi, components=True)
+            assert set(light) == set(full)
+            for acc, row in light.items():
+                for col in row._fields:
+                    assert getattr(row, col) == getattr(full[acc], col), (lo, hi, col)
+
+
+def test_parallel_rescore_writes_what_a_single_process_does(engine):
+    seed(engine, n_accounts=12, days=40)
+    rescore(engine, MODEL, day=DAY - timedelta(days=1))
+
+    def snapshot() -> dict:
+        with session_scope(engine) as s:
+            scores = s.exec(select(Score).where(Score.score_date == DAY)).scalars().all()
+            changes = s.exec(select(ScoreChange)).scalars().all()
+            outbox = s.exec(select(OutboxItem)).scalars().all()
+            strip = lambda o: {k: v for k, v in o.model_dump().items() if k != "id"}  # noqa: E731
+            return {
+                "scores": sorted((strip(x) for x in scores), key=lambda r: r["account_id"]),
+                "changes": sorted((strip(x) for x in changes), key=lambda r: r["score_id"]),
+                "outbox": sorted((strip(x) for x in outbox), key=lambda r: r["account_id"]),
+            }
+
+    one = rescore(engine, MODEL, day=DAY, batch_size=5)
+    first = snapshot()
+    two = rescore(engine, MODEL, day=DAY, batch_size=5, workers=2)
+    assert snapshot() == first
+    assert (
+        (two.scored, two.no_data, two.accounts)
+        == (one.scored, one.no_data, one.accounts)
+        == (
+            12,
+            0,
+            12,
+        )
+    )
+    if engine.dialect.name == "postgresql":  # SQLite: one process writes
+        assert two.worker_statements > 0

@@ -19,7 +19,7 @@ from health.scoring.engine import (
     tier_for,
 )
 from health.scoring.explain import explain
-from health.scoring.model import TIERS, load_model
+from health.scoring.model import TIERS, load_model, parse_model
 from health.scoring.stats import SignalStats
 from health.settings import DEFAULT_MODEL_PATH
 
@@ -225,3 +225,17 @@ def test_trend_and_drivers_explain_a_decline():
 
 def test_no_data_at_all_gives_no_score():
     assert score({}, MODEL, account=ACME, prior=NEW, now=NOW) is None
+
+
+def test_each_model_scores_with_its_own_weights_and_bands():
+    data = MODEL.model_dump()
+    data["components"]["product_usage"]["weight"] = 90
+    data["tiers"]["lifecycle"]["onboarding"]["adjust"] = -20
+    other = parse_model(data)
+    onboarding = AccountContext("O", customer_since=NOW.date() - timedelta(days=10))
+    stats = {**HEALTHY, "active_users": stat(30, baseline=100)}
+    for _ in range(2):  # the second round reads what the first derived and kept
+        a = score(stats, MODEL, account=onboarding, prior=NEW, now=NOW)
+        b = score(stats, other, account=onboarding, prior=NEW, now=NOW)
+        assert b.total < a.total and b.bands.healthy == a.bands.healthy - 15 == 60
+        assert a == score(stats, MODEL, account=onboarding, prior=NEW, now=NOW)
