@@ -70,7 +70,9 @@ def ingest(
         with session_scope(engine) as session:
             stored = store_batch(session=session, source=source.name, batch=batch, now=clock())
         report.stored.add(stored)
-        report.fetched += batch.fetched or len(batch) + len(batch.errors)
+        report.fetched += (
+            batch.fetched if batch.fetched is not None else len(batch) + len(batch.errors)
+        )
         report.skipped.update(e.reason for e in batch.errors)
         if batch.watermark is not None:
             report.watermark = batch.watermark

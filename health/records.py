@@ -76,7 +76,7 @@ class Batch:
     outcomes: list[OutcomeRecord] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
     watermark: str | None = None  # opaque to the store; None keeps the previous one
-    fetched: int = 0  # raw vendor records read to build this batch
+    fetched: int | None = None  # raw vendor records read for this batch (None: count them)
 
     def __len__(self) -> int:
         return len(self.accounts) + len(self.observations) + len(self.outcomes)

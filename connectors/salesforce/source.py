@@ -5,20 +5,32 @@ Watermark (opaque JSON): per object the position of the last record handled,
 
 Every stream is `SELECT ... WHERE SystemModstamp >= <position, to the second> ORDER BY
 SystemModstamp, Id`, and records at or before the saved (SystemModstamp, Id) are dropped here.
-Salesforce compares datetimes to the second while it sorts by the millisecond, so a strict
-`> ts OR (= ts AND Id > id)` resume could skip a record; re-reading the last second is safe.
+SOQL datetime literals have no fractional seconds (YYYY-MM-DDThh:mm:ssZ) and Salesforce compares
+datetimes to the second while it sorts by the millisecond, so a strict `> ts OR (= ts AND Id >
+id)` resume could skip a record of the saved second with a smaller Id and a later millisecond.
+Re-reading the records of the saved second is the incremental check this needs: it costs an
+extra page only when more records than a page share that one second (a mass update).
+
+Contracts are read once. An Account row carries its Contracts as child rows (they count toward
+the 2,000-row page); on a first sync (no Account or Contract position saved) those child rows are
+every Contract, so the Contract position advances from them and no Contract query is sent. Later
+runs query the Contracts changed since and re-read (by Id, with their Contracts) the Accounts of
+those not already read in the run.
 
 One Batch per REST page, its watermark covering that page. Cases are the exception: the
-open_tickets snapshot (an aggregate COUNT of open cases for every account whose cases changed,
-observed at that account's newest case SystemModstamp) is emitted in a final batch that is also
-the only one advancing the Case position, so a run killed mid-way re-reads its cases rather than
-lose a snapshot, and a rerun yields exactly the rows an uninterrupted run would.
+open_tickets snapshot (open cases for every account whose cases changed, observed at that
+account's newest case SystemModstamp) is emitted in a final batch that is also the only one
+advancing the Case position, so a run killed mid-way re-reads its cases rather than lose a
+snapshot, and a rerun yields exactly the rows an uninterrupted run would. Without a saved Case
+position every Case (deleted and closed ones too) was just read, so the counts are tallied from
+those pages; otherwise only changed cases were read and an aggregate COUNT query supplies them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -29,12 +41,12 @@ from connectors.base import PermanentConnectorError
 from connectors.salesforce import mapping as mp
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.mapping import FieldMapping, MappingError
-from health.records import Batch, ObservationRecord, RecordError
+from health.records import Batch, RecordError
 from health.settings import Settings
 
 DEFAULT_MAPPING = Path(__file__).with_name("default_mapping.yaml")
 OBJECTS = ("Account", "Contract", "Opportunity", "Case", "Task", "Event", "Contact")
-CONTRACTS = "(SELECT Id, StartDate, EndDate, Status FROM Contracts)"
+CONTRACTS = "(SELECT Id, StartDate, EndDate, Status, SystemModstamp FROM Contracts)"
 ID_CHUNK = 300  # ids per IN (...) list: keeps the GET URL well under Salesforce's 16 KB
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
 _ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
@@ -185,8 +197,11 @@ class SalesforceSource:
         self.validate()
         wm = Watermark(since)
         seen: set[str] = set()
-        yield from self._accounts(wm, seen)
-        yield from self._contracts(wm, seen)
+        # a first sync reads every Contract as an Account child row: no Contract query then
+        first = "Account" not in wm.pos and "Contract" not in wm.pos
+        yield from self._accounts(wm, seen, contracts_from_children=first)
+        if not first:
+            yield from self._contracts(wm, seen)
         yield from self._simple(wm, "Opportunity", mp.outcome_record, include_deleted=False)
         yield from self._cases(wm)
         closed = "IsClosed = true"
@@ -208,7 +223,9 @@ class SalesforceSource:
                 batch.accounts.append(out)
                 seen.add(out.external_id)
 
-    def _accounts(self, wm: Watermark, seen: set[str]) -> Iterator[Batch]:
+    def _accounts(
+        self, wm: Watermark, seen: set[str], *, contracts_from_children: bool
+    ) -> Iterator[Batch]:
         # queryAll: a deleted Account arrives with IsDeleted = true -> AccountRecord(deleted=True)
         for records, last, n in self._pages(
             "Account", wm, include_deleted=True, extra=f", {CONTRACTS}"
@@ -217,6 +234,12 @@ class SalesforceSource:
             self._account_batch(records, batch, seen)
             if last:
                 wm.pos["Account"] = last
+            if contracts_from_children:
+                for rec in records:
+                    for child in (rec.get("Contracts") or {}).get("records") or []:
+                        cur = mp.cursor_of(child)
+                        if cur is not None and cur > wm.pos.get("Contract", ("", "")):
+                            wm.pos["Contract"] = cur
             batch.watermark = wm.dump()
             yield batch
 
@@ -260,10 +283,15 @@ class SalesforceSource:
     def _cases(self, wm: Watermark) -> Iterator[Batch]:
         newest: dict[str, datetime] = {}  # account -> newest SystemModstamp of its changed cases
         final = wm.pos.get("Case")
+        # no saved position: every Case is read below, so tally the open ones from those pages
+        tally: dict[object, tuple[str, bool]] | None = {} if final is None else None
         # queryAll: a deleted Case still changes its account's open count
         for records, last, n in self._pages("Case", wm, include_deleted=True):
             batch = Batch(fetched=n, watermark=wm.dump())  # the Case position waits for the end
             for rec in records:
+                if tally is not None and isinstance(rec.get("AccountId"), str):
+                    is_open = rec.get("IsClosed") is False and not rec.get("IsDeleted")
+                    tally[rec.get("Id") or object()] = (rec["AccountId"], is_open)  # latest wins
                 out = mp.case_observations(rec, self.mapping)
                 if isinstance(out, RecordError):
                     batch.errors.append(out)
@@ -278,15 +306,21 @@ class SalesforceSource:
             yield batch
         if final is None or final == wm.pos.get("Case"):
             return
-        batch = Batch()
-        batch.observations, batch.fetched = self._open_counts(newest)
+        batch = Batch(fetched=0)  # derived from pages already read: no new vendor records
+        if tally is None:
+            counts, batch.fetched = self._open_counts(sorted(newest))
+        else:
+            counts = Counter(account for account, is_open in tally.values() if is_open)
+        batch.observations = [
+            mp.open_ticket_observation(a, counts.get(a, 0), newest[a]) for a in sorted(newest)
+        ]
         wm.pos["Case"] = final
         batch.watermark = wm.dump()
         yield batch
 
-    def _open_counts(self, newest: dict[str, datetime]) -> tuple[list[ObservationRecord], int]:
-        """(open_tickets per account, aggregate rows read); 0 for an account with none open."""
-        ids, counts = sorted(newest), {}
+    def _open_counts(self, ids: list[str]) -> tuple[dict[str, int], int]:
+        """({account: open cases} by aggregate COUNT queries, aggregate rows read)."""
+        counts: dict[str, int] = {}
         for k in range(0, len(ids), ID_CHUNK):
             soql = format_soql(
                 "SELECT AccountId, COUNT(Id) c FROM Case WHERE IsClosed = false "
@@ -295,8 +329,7 @@ class SalesforceSource:
             )
             for row in self.client.query_all(soql):
                 counts[row["AccountId"]] = int(row["c"])
-        obs = [mp.open_ticket_observation(a, counts.get(a, 0), newest[a]) for a in ids]
-        return obs, len(counts)
+        return counts, len(counts)
 
 
 def is_configured(settings: Settings) -> bool:

@@ -4,7 +4,8 @@ Endpoints (under /services/data/vXX.X/):
   GET query/?q=SOQL, queryAll/?q=SOQL   the SOQL subset of salesforce_soql; pages of
       `Sforce-Query-Options: batchSize=N` (default and max 2000, min 200) with
       {totalSize, done, nextRecordsUrl: /services/data/vXX.X/query/01g...-2000, records};
-      `query` leaves IsDeleted rows out, `queryAll` keeps them. At most 10 open cursors.
+      `query` leaves IsDeleted rows out, `queryAll` keeps them. Child rows of a parent-child
+      subquery count toward the batch, as in Salesforce. At most 10 open cursors.
   GET query/{locator}-{offset}          the next page (INVALID_QUERY_LOCATOR when released)
   GET sobjects/{obj}/describe           fields (name, type, referenceTo, relationshipName)
   GET sobjects/{obj}/{id}, PATCH sobjects/{obj}/{id} (204)

@@ -194,11 +194,24 @@ def _batch_size(headers: dict[str, str]) -> int:
 def _page(
     sb: SalesforceSandbox, locator: str, plan: _Plan, offset: int, size: int, kind: str
 ) -> Response:
-    rows = plan.rows[offset : offset + size]
-    body: dict[str, Any] = {"totalSize": len(plan.rows), "done": offset + size >= len(plan.rows)}
+    """Rows from `offset` while they fit `size`; like Salesforce, child rows of a parent-child
+    subquery count toward the batch (a parent with its children is never split; a page holds
+    at least one parent)."""
+    records, end, used = [], offset, 0
+    while end < len(plan.rows):
+        rec = plan.render(plan.rows[end])
+        weight = 1 + sum(
+            len(v["records"]) for v in rec.values() if isinstance(v, dict) and "records" in v
+        )
+        if records and used + weight > size:
+            break
+        records.append(rec)
+        used += weight
+        end += 1
+    body: dict[str, Any] = {"totalSize": len(plan.rows), "done": end >= len(plan.rows)}
     if not body["done"]:
-        body["nextRecordsUrl"] = f"/services/data/v{sb.version}/{kind}/{locator}-{offset + size}"
-    body["records"] = [plan.render(r) for r in rows]
+        body["nextRecordsUrl"] = f"/services/data/v{sb.version}/{kind}/{locator}-{end}"
+    body["records"] = records
     return Response(200, body)
 
 
@@ -209,11 +222,12 @@ def query(sb: SalesforceSandbox, text: str, *, deleted: bool, headers: dict[str,
         return _err(400, exc.code, str(exc))
     size = _batch_size(headers)
     locator = f"01gFK{next(sb.cursor_ids):013d}"
-    if len(plan.rows) > size:
+    resp = _page(sb, locator, plan, 0, size, "queryAll" if deleted else "query")
+    if not resp.body["done"]:
         sb.cursors[locator] = (plan, size)
         while len(sb.cursors) > MAX_CURSORS:  # an 11th cursor releases the oldest
             sb.cursors.popitem(last=False)
-    return _page(sb, locator, plan, 0, size, "queryAll" if deleted else "query")
+    return resp
 
 
 def query_more(sb: SalesforceSandbox, token: str, kind: str = "query") -> Response:

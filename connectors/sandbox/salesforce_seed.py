@@ -10,10 +10,16 @@ Amount = ARR after, or at stake when lost; Prior_ARR__c = ARR before); tickets -
 (urgent/high/normal/low -> Critical/High/Medium/Low; solved/closed -> IsClosed with ClosedDate;
 CSAT__c Good/Bad); touches -> Task (call, email; completed) or Event (meeting), flagged
 Executive_Meeting__c; contacts -> Contact (Champion__c, Left_Company__c, Left_Date__c).
+
+Where the story gives only a day (accounts, contracts, opportunities, contacts, users), the
+record's CreatedDate and SystemModstamp are moved back by a fixed pseudo-random 0-8 h (from its
+Id), so that, as in a real org, few records share one second; cases, tasks and events keep the
+portfolio's own instants. Tests that need a tie make one (SalesforceSandbox.set_timestamp).
 """
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, date, datetime, time, timedelta
 
 from connectors.sandbox.portfolio import Portfolio
@@ -149,6 +155,15 @@ def _at(d: date, hour: int = 9) -> datetime:
     return datetime.combine(d, time(hour), tzinfo=UTC)
 
 
+SPREAD_MS = 8 * 3600 * 1000
+_SPREAD = ("User", "Account", "Contract", "Opportunity", "Contact")
+
+
+def _spread(rid: str) -> timedelta:
+    """A fixed pseudo-random 0-8 h for a record whose story time is only a day."""
+    return timedelta(milliseconds=zlib.crc32(rid.encode()) % SPREAD_MS)
+
+
 def seed(p: Portfolio) -> dict[str, dict[str, dict]]:
     """Portfolio -> {object: {id: record}}. About 1 s per 10,000 accounts' worth of rows."""
     db: dict[str, dict[str, dict]] = {obj: {} for obj in SCHEMA}
@@ -160,6 +175,9 @@ def seed(p: Portfolio) -> dict[str, dict[str, dict]]:
             counters[obj] += 1
             rid = sfid(obj, counters[obj])
         modified = min(max(modified, created), horizon)
+        created = min(created, modified)  # nothing is created after the story's horizon
+        if obj in _SPREAD:
+            created, modified = created - _spread(rid), modified - _spread(rid)
         rec = {
             "Id": rid,
             "IsDeleted": False,

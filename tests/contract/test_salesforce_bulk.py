@@ -139,7 +139,8 @@ def test_a_sync_after_the_bulk_write_reads_the_updated_accounts(engine, sandbox)
     report = ingest(engine, source)
 
     assert report.fetched == 2100  # exactly the accounts the job updated, nothing else
-    assert sandbox.server.count("GET", "/query") == 7 + 1  # 2 Account pages, 1 per other stream
+    # 2,100 Accounts + their 2,100 Contract child rows: 3 pages of 2,000 rows, 1 per other stream
+    assert sandbox.server.count("GET", "/query") == 3 + 6
     with engine.connect() as conn:
         from sqlalchemy import text
 
