@@ -10,8 +10,12 @@ SQLite in a temp dir, or one created (and dropped) on the PostgreSQL server of -
 few records change and a second sync runs from the watermarks with fresh sources (as a new
 process would: Salesforce describes again). Requests, counted by the fakes per kind, show as
 [made, needed]. min_calls: the documented page sizes (VENDORS.md §2) over the rows each read
-must return: Salesforce 7 describes + max(1, ceil(rows/2000)) per SOQL stream; HubSpot max(1,
-ceil(rows/200)) per search, ceil(rows/1000) per v4 association read, ceil(owners/500).
+must return: Salesforce 7 describes + max(1, ceil(rows/2000)) per SOQL stream, where the Account
+query's rows include its Contract child rows (they count toward the page) and a first sync sends
+no Contract query (those child rows are every Contract); HubSpot max(1,
+ceil(rows/200)) per search (rows include the records sharing the saved instant when more than
+100 do: see NOT_IN_LIMIT), ceil(rows/1000) per v4 association read, ceil(owners/500),
+ceil(contacts/50) history batch reads.
 check_calls: kinds marked "check" (CHECKS). excess = api_calls - min_calls - check_calls.
 Progress on stderr; the last stdout line is JSON.
 """
@@ -34,10 +38,11 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from cli.demo_sync import subset
+from connectors.hubspot.client import NOT_IN_LIMIT
 from connectors.registry import enabled_sources
 from connectors.sandbox.hubspot_api import TOKEN as HUBSPOT_TOKEN
 from connectors.sandbox.hubspot_api import start_hubspot_sandbox
-from connectors.sandbox.hubspot_store import iso
+from connectors.sandbox.hubspot_store import iso, lastmod_of, ms
 from connectors.sandbox.portfolio import generate_portfolio
 from connectors.sandbox.salesforce_api import TOKEN as SALESFORCE_TOKEN
 from connectors.sandbox.salesforce_api import start_salesforce_sandbox
@@ -55,20 +60,27 @@ HS_KINDS = ("companies", "deals", "tickets", "contacts")
 HS_ARCHIVED = ("companies", "tickets", "contacts")  # deals: the connector reads no deletions
 CHECKS = {  # what incremental checks need: 0 on a full run (it reads every record) but archived
     REREAD: "Accounts of changed Contracts, ceil(accounts/300) (the connector's IN-list size)",
-    COUNT: "COUNT of open Cases of accounts whose Cases changed, ceil(accounts/300)",
+    COUNT: "COUNT of open Cases of accounts whose Cases changed, ceil(accounts/300); a first "
+    "sync tallies them from the Case pages it reads",
+    "<Salesforce stream> (saved second)": "SOQL compares datetimes to the second: an incremental "
+    "query re-reads the records of the saved second (counted in its rows; no extra page unless "
+    "more than a page of records share that second)",
     "archived <type> (check)": "deletions: max(1, ceil(archived/100)) per list, every run",
-    CO_TICKETS: "open_tickets: touched companies' ticket ids, ceil(companies/1000)",
+    CO_TICKETS: "open_tickets: touched companies' ticket ids, ceil(companies/1000) per 1,000 "
+    "changed tickets; a first sync tallies them from the ticket pages it reads",
     TICKET_READ: "open_tickets: touched companies' tickets not read in the run, ceil(n/100)",
+    "<HubSpot type>/search (saved instant)": "an incremental search excludes the ids stored at "
+    "the saved instant (NOT_IN); when more than 100 share it, it re-reads them (counted in rows)",
 }
 WHERE = {  # request kind -> the connector code that issues it
     REREAD: f"{SF_SRC} SalesforceSource._contracts",
     COUNT: f"{SF_SRC} SalesforceSource._open_counts (from _cases)",
-    "assoc deals->companies": f"{HS_SRC} HubSpotSource._deals: 1 call per 200-deal page",
-    "assoc tickets->companies": f"{HS_SRC} HubSpotSource._tickets_page: 1 call per page",
-    CO_TICKETS: f"{HS_SRC} HubSpotSource._tickets_page",
-    TICKET_READ: f"{HS_SRC} HubSpotSource._tickets_page -> HubSpotClient.batch_read",
+    "assoc deals->companies": f"{HS_SRC} HubSpotSource._deals: 1 call per 1,000 deals",
+    "assoc tickets->companies": f"{HS_SRC} HubSpotSource._tickets_page: 1 per 1,000 tickets",
+    CO_TICKETS: f"{HS_SRC} HubSpotSource._tickets_page (incremental runs)",
+    TICKET_READ: f"{HS_SRC} HubSpotSource._open_tickets -> HubSpotClient.batch_read",
 }
-SEARCH = "connectors/hubspot/client.py HubSpotClient.scan (GTE cursor.ts re-reads ties)"
+SEARCH = "connectors/hubspot/client.py HubSpotClient.scan (> NOT_IN_LIMIT ties re-read)"
 SOQL = f"{SF_SRC} SalesforceSource._soql (SystemModstamp >= the saved second re-reads it)"
 _FROM = re.compile(r" FROM (\w+)")
 T0 = time.perf_counter()
@@ -114,13 +126,40 @@ def hs_kinds(requests) -> Counter:
     return out
 
 
-def sf_need(rows: Counter, reread_accounts: int, count_accounts: int) -> dict[str, int]:
+def sf_need(
+    rows: Counter, *, children: int, first: bool = False, reread: int = 0, counted: int = 0
+) -> dict[str, int]:
+    """children: Contract rows read as Account child rows; first: a sync with no watermark."""
     need = {"describe": len(SF_STREAMS), **{o: pages(rows[o], 2000) for o in SF_STREAMS}}
-    return need | {REREAD: math.ceil(reread_accounts / 300), COUNT: math.ceil(count_accounts / 300)}
+    need["Account"] = pages(rows["Account"] + children, 2000)
+    if first:
+        need["Contract"] = 0
+    return need | {REREAD: math.ceil(reread / 300), COUNT: math.ceil(counted / 300)}
+
+
+def sf_saved_second(db: dict) -> dict[str, set[str]]:
+    """Records an incremental query re-reads: those of each stream's newest second."""
+    out = {}
+    for obj in SF_STREAMS:
+        newest = max((r["SystemModstamp"][:19] for r in db[obj].values()), default=None)
+        out[obj] = {i for i, r in db[obj].items() if r["SystemModstamp"][:19] == newest}
+    return out
+
+
+def hs_saved_ties(st) -> Counter:
+    """Records an incremental search re-reads: those of each type's newest instant, when
+    more share it than one NOT_IN filter excludes."""
+    out = Counter()
+    for k in HS_KINDS:
+        stamps = Counter(o["properties"][lastmod_of(k)] for o in st.objects[k].values())
+        newest = max(stamps, key=ms, default=None)
+        out[k] = stamps[newest] if newest and stamps[newest] > NOT_IN_LIMIT else 0
+    return out
 
 
 def hs_need(hs, rows: Counter, touched: int, unread_tickets: int) -> dict[str, int]:
     need = {f"{k}/search": pages(rows[k], 200) for k in HS_KINDS}
+    need["contacts/batch/read"] = math.ceil(rows["contacts"] / 50)  # with property history
     need |= {f"archived {k} (check)": pages(len(hs.store.archived[k]), 100) for k in HS_ARCHIVED}
     return need | {
         "owners": math.ceil(len(hs.store.owners) / 500) if rows["companies"] else 0,
@@ -167,6 +206,8 @@ def run_sync(engine, settings: Settings, servers: dict, needs: dict) -> tuple[di
 def modify(sf, hs) -> dict:
     """Change a handful of records in each fake; (needed calls, rows) per source."""
     db, st = sf.db, hs.store
+    saved = sf_saved_second(db)
+    hs_ties = hs_saved_ties(hs.store)
     accounts = sorted(db["Account"])[:2]
     for a in accounts:
         sf.modify("Account", a, ARR__c=(db["Account"][a]["ARR__c"] or 0) + 1000)
@@ -194,10 +235,16 @@ def modify(sf, hs) -> dict:
     touched = {c for t in tickets for c in st.associated("tickets", "companies", t)}
     others = {t for c in touched for t in st.associated("companies", "tickets", c)} - set(tickets)
     sf_rows = Counter(Account=2, Contract=1, Case=2, Opportunity=1)
-    hs_rows = Counter(companies=2, deals=1, tickets=2)
+    sf_read = sf_rows + Counter({o: len(ids) for o, ids in saved.items()})  # + the saved second
+    with_kids = saved["Account"] | set(accounts)  # Accounts read, with their Contract child rows
+    kids = sum(1 for r in db["Contract"].values() if r["AccountId"] in with_kids)
+    hs_rows = Counter(companies=2, deals=1, tickets=2) + hs_ties  # + a big saved-instant tie
     say(f"modified Salesforce {dict(sf_rows)}, HubSpot {dict(hs_rows)}")
     return {
-        "salesforce": (sf_need(sf_rows, len(reread), len(case_accounts)), sf_rows),
+        "salesforce": (
+            sf_need(sf_read, children=kids, reread=len(reread), counted=len(case_accounts)),
+            sf_read,
+        ),
         "hubspot": (hs_need(hs, hs_rows, len(touched), len(others)), hs_rows),
     }
 
@@ -242,7 +289,7 @@ def main() -> None:
         hs_rows = Counter({k: len(hs.store.objects[k]) for k in HS_KINDS})
         say(f"fakes hold Salesforce {dict(sf_rows)}, HubSpot {dict(hs_rows)}")
         needs = {
-            "salesforce": (sf_need(sf_rows, 0, 0), sf_rows),
+            "salesforce": (sf_need(sf_rows, children=sf_rows["Contract"], first=True), sf_rows),
             "hubspot": (hs_need(hs, hs_rows, 0, 0), hs_rows),
         }
         full, seconds = run_sync(engine, settings, servers, needs)

@@ -37,6 +37,7 @@ from connectors.hubspot.mapping import parse_datetime
 LASTMOD = "hs_lastmodifieddate"
 SEARCH_CAP = 10_000
 SEARCH_LIMIT, BATCH_LIMIT, HISTORY_LIMIT, ASSOC_LIMIT = 200, 100, 50, 1000
+NOT_IN_LIMIT = 100  # ids in one NOT_IN filter (HubSpot documents no limit: kept conservative)
 TOKEN_VAR = "HUBSPOT_ACCESS_TOKEN"
 # every generated sub-package has its own ApiException class
 API_EXCEPTIONS = (ApiException, AssocApiException, OwnersApiException, PropsApiException)
@@ -259,30 +260,26 @@ class HubSpotClient:
     ) -> Iterator[tuple[list[dict], Cursor]]:
         """Yield (new records, cursor after them) page by page, in `lastmod` order.
 
-        Each window is one search `lastmod GTE cursor.ts` (and `filters`) sorted ascending and
-        paged with `after`. When the next page would pass the 10,000-result cap, a new
-        window starts at the last timestamp seen; records already seen at that timestamp
-        (their ids are in the cursor) are dropped, so ties across a page, window or run
-        boundary are neither missed nor repeated, whatever order HubSpot gives ties in.
-        If a whole window shares one timestamp, the rest of that tie is drained in
-        hs_object_id order before moving on.
+        Each window is one search for what the cursor has not covered (`_after_cursor`, and
+        `filters`) sorted by `lastmod` ascending and paged with `after`. When the next page
+        would pass the 10,000-result cap, a new window starts at the last timestamp seen;
+        records already seen at that timestamp (their ids are in the cursor) are dropped, so
+        ties across a page, window or run boundary are neither missed nor repeated, whatever
+        order HubSpot gives ties in. If a whole window shares one timestamp, the rest of that
+        tie is drained in hs_object_id order before moving on.
         """
         ts, seen = cursor.ts, set(cursor.ids)
         limit = min(limit, SEARCH_LIMIT, self.search_cap)
         props = sorted(set(properties) | {lastmod})
         while True:
             start_ts, after, capped = ts, 0, False
-            base = [*filters] + (
-                [{"propertyName": lastmod, "operator": "GTE", "value": str(ts)}]
-                if (ts is not None)
-                else []
-            )
+            groups = _after_cursor(ts, seen, lastmod, filters)
             while True:
                 if after + limit > self.search_cap:
                     capped = True
                     break
                 body: dict = {
-                    "filterGroups": [{"filters": base}] if base else [],
+                    "filterGroups": groups,
                     "sorts": [{"propertyName": lastmod, "direction": "ASCENDING"}],
                     "properties": props,
                     "limit": limit,
@@ -364,6 +361,28 @@ class HubSpotClient:
         yield from self.scan(
             object_type, props, Cursor(ts + 1), limit=limit, lastmod=lastmod, filters=filters
         )
+
+
+def _after_cursor(
+    ts: int | None, seen: set[str], lastmod: str, filters: tuple[dict, ...]
+) -> list[dict]:
+    """Filter groups (OR-ed) for the records a cursor has not covered: `lastmod GT ts`, or
+    `lastmod EQ ts` and an id not among the `seen` ones. That is exactly the complement of
+    what the cursor covers, whatever order ties were read in, so a rerun re-reads nothing.
+    With more seen ids than one NOT_IN filter takes, it is `lastmod GTE ts` instead, and the
+    ids at `ts` come back and are dropped client side: that re-read (ceil(ties/200) searches
+    per run, until a newer record moves the cursor) is the cost of checking for new ties."""
+    if ts is None:
+        return [{"filters": [*filters]}] if filters else []
+    at = {"propertyName": lastmod, "value": str(ts)}
+    if not seen or len(seen) > NOT_IN_LIMIT:
+        return [{"filters": [*filters, {**at, "operator": "GTE"}]}]
+    ids = sorted(seen, key=_id_key)
+    new_id = {"propertyName": "hs_object_id", "operator": "NOT_IN", "values": ids}
+    return [
+        {"filters": [*filters, {**at, "operator": "GT"}]},
+        {"filters": [*filters, {**at, "operator": "EQ"}, new_id]},
+    ]
 
 
 def record_ms(rec: dict, lastmod: str = LASTMOD) -> int | None:

@@ -8,7 +8,11 @@ property (`hs_lastmodifieddate`; contacts `lastmodifieddate`, and only those wit
 (the first run uses the same search without the date filter: 200 records per call against the
 list endpoint's 100) — and last the deletions: archived companies, tickets and contacts (list
 endpoint, `archived=true`, tickets and contacts with `associations=companies`).
-One Batch per search page (and one per archived object type); its watermark covers exactly it.
+One Batch per search page for companies and contacts, per 1,000 records (5 pages: one v4
+associations read) for deals and tickets, and one per archived object type; its watermark
+covers exactly it. A first ticket run (no ticket cursor) reads every ticket, so it tallies the
+open_tickets counts from those pages and yields them after the last one, together with the
+ticket cursor (the ticket batches before it leave that cursor where it was).
 
 Deletions: an archived company is marked deleted. An archived ticket leaves its companies'
 open-ticket count: they are re-counted, observed at the later of archivedAt and their newest
@@ -21,13 +25,16 @@ Watermark (JSON): `{"v": 2, "companies": {"ts": <epoch ms>, "ids": [...]}, "deal
 "tickets": {...}, "contacts": {...}, "archived_companies": {...}, "archived_tickets": {...},
 "archived_contacts": {...}}` — per object type, the last-modified time (archivedAt for
 deletions) of the newest record stored, and the ids already stored at exactly that instant.
-A rerun resumes with `GTE ts` and drops those ids. (A v1 watermark's "archived" is read as
-"archived_companies".)
+A rerun searches `ts GT saved` OR (`ts EQ saved` AND id NOT_IN those ids) — nothing it has
+stored comes back — or, when more than 100 ids share that instant, `GTE ts`, dropping them
+client side. (A v1 watermark's "archived" is read as "archived_companies".)
 
 Calls per run: companies/deals/tickets/contacts `ceil(changed/200)` searches each (at least 1),
-1 owners call when a company page needs owners, per deal page 1 associations call, per ticket
-page 1-2 associations calls plus batch reads (100 per call) of the touched companies' other
-tickets (each read once per run) for the open_tickets snapshot, per contact page
+1 owners call when a company page needs owners, `ceil(changed/1000)` deal->company and
+ticket->company associations calls; on a first run nothing more for the open_tickets counts,
+on later runs per 1,000 changed tickets 1 company->tickets associations call plus batch reads
+(100 per call) of the touched companies' other tickets (each read once per run), per contact
+page
 `ceil(n/50)` batch reads with property history plus 1 associations call when one of them is
 flagged as left, and `ceil(archived/100)` list calls for each of the three archived types
 (at least 1 each). A run with nothing new: 4 searches + 3 archived lists = 7 requests.
@@ -45,7 +52,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from connectors.base import PermanentConnectorError
-from connectors.hubspot.client import Cursor, HubSpotClient
+from connectors.hubspot.client import ASSOC_LIMIT, Cursor, HubSpotClient
 from connectors.hubspot.mapping import (
     CHAMPION,
     CLOSED_TICKET_STAGES,
@@ -77,6 +84,7 @@ from health.settings import Settings
 
 KINDS = ("companies", "deals", "tickets", "contacts")
 ARCHIVED = ("companies", "tickets", "contacts")  # deals: outcomes are history (see above)
+GROUPED = ("deals", "tickets")  # batched by associations read (1,000 ids), not by page
 CURSORS = (*KINDS, *(f"archived_{k}" for k in ARCHIVED))
 PROPS = {
     "companies": COMPANY_PROPS,
@@ -113,6 +121,7 @@ class HubSpotSource:
         self._owners: dict[str, str] | None = None
         self._company_tickets: dict[str, set[str]] = {}
         self._tickets: dict[str, TicketState | None] = {}
+        self._all_tickets = False  # this run reads every live ticket (no ticket cursor)
 
     @property
     def api_calls(self) -> int:
@@ -121,43 +130,76 @@ class HubSpotSource:
     def pull(self, since: str | None) -> Iterator[Batch]:
         state = load_watermark(since)
         self._owners, self._company_tickets, self._tickets = None, {}, {}
+        self._all_tickets = False
+        for kind in KINDS:
+            yield from self._pull(kind, state)
+        if self.track_deletions:
+            for kind in ARCHIVED:
+                batch = self._archived(kind, state)
+                if batch is not None:
+                    yield batch
+
+    def _pull(self, kind: str, state: dict[str, Cursor]) -> Iterator[Batch]:
+        """One object type's search, as batches: a page each, or for deals and tickets as
+        many pages as fill one associations read (1,000 ids). A first ticket run (no ticket
+        cursor) reads every ticket: the open counts are tallied from them after the last page,
+        and the ticket cursor only moves with that batch (a run killed before it re-reads the
+        tickets, and nothing is counted from half of them)."""
         handlers = {
             "companies": self._companies,
             "deals": self._deals,
             "tickets": self._tickets_page,
             "contacts": self._contacts_page,
         }
-        for kind in KINDS:
-            scan = self.client.scan(
-                kind,
-                PROPS[kind],
-                state[kind],
-                limit=self.page_size,
-                lastmod=CONTACT_LASTMOD if kind == "contacts" else LASTMOD,
-                filters=CHAMPIONS_ONLY if kind == "contacts" else (),
-            )
-            first = True
-            try:
-                for page, cursor in scan:
-                    first = False
-                    if not page and cursor == state[kind]:
-                        continue
-                    state[kind] = cursor
-                    batch = handlers[kind](page) if page else Batch()
-                    batch.fetched = len(page)
-                    batch.watermark = dump_watermark(state)
+        scan = self.client.scan(
+            kind,
+            PROPS[kind],
+            state[kind],
+            limit=self.page_size,
+            lastmod=CONTACT_LASTMOD if kind == "contacts" else LASTMOD,
+            filters=CHAMPIONS_ONLY if kind == "contacts" else (),
+        )
+        hold = kind == "tickets" and state[kind].ts is None
+        if kind == "tickets":
+            self._all_tickets = hold
+        done = cursor = state[kind]  # the last cursor yielded / read
+        group: list[dict] = []
+        first = True
+
+        def flush(cursor: Cursor) -> Batch | None:
+            nonlocal done, group
+            records, group = group, []
+            if cursor == done or (hold and not records):
+                return None
+            done = cursor
+            if not hold:
+                state[kind] = cursor
+            batch = handlers[kind](records) if records else Batch()
+            batch.fetched = len(records)
+            batch.watermark = dump_watermark(state)
+            return batch
+
+        try:
+            for page, cursor in scan:
+                first = False
+                group += page
+                if kind in GROUPED and len(group) + self.page_size <= ASSOC_LIMIT:
+                    continue
+                if (batch := flush(cursor)) is not None:
                     yield batch
-            except PermanentConnectorError as exc:
-                # a portal without the champion property rejects the filter: go on without
-                if not (kind == "contacts" and first and str(exc).startswith("HubSpot 400")):
-                    raise
-                error = RecordError(SOURCE, "contacts", f"{NO_CHAMPIONS}: {exc}")
-                yield Batch(errors=[error], watermark=dump_watermark(state))
-        if self.track_deletions:
-            for kind in ARCHIVED:
-                batch = self._archived(kind, state)
-                if batch is not None:
-                    yield batch
+        except PermanentConnectorError as exc:
+            # a portal without the champion property rejects the filter: go on without
+            if not (kind == "contacts" and first and str(exc).startswith("HubSpot 400")):
+                raise
+            error = RecordError(SOURCE, "contacts", f"{NO_CHAMPIONS}: {exc}")
+            yield Batch(errors=[error], watermark=dump_watermark(state))
+            return
+        if (batch := flush(cursor)) is not None:
+            yield batch
+        if hold and cursor != state[kind]:
+            state[kind] = cursor
+            counts = self._open_tickets(sorted(self._company_tickets, key=_num), {})
+            yield Batch(observations=counts, fetched=0, watermark=dump_watermark(state))
 
     # -- pages ---------------------------------------------------------------------------
     def _owner_map(self) -> dict[str, str]:
@@ -213,17 +255,22 @@ class HubSpotSource:
                 batch.errors.append(RecordError(SOURCE, f"ticket:{tid}", "no associated company"))
             batch.observations += sev1_observations(st, companies, sev1=self.sev1)
         touched = sorted({c for cs in links.values() for c in cs}, key=_num)
-        self._load_company_tickets(touched)
+        if not self._all_tickets:
+            self._load_company_tickets(touched)
         for tid in states:
             for c in links.get(tid, []):
-                self._company_tickets[c].add(tid)
-        batch.observations += self._open_tickets(touched, {})
+                self._company_tickets.setdefault(c, set()).add(tid)
+        if not self._all_tickets:  # else tallied after the last page (see _pull)
+            batch.observations += self._open_tickets(touched, {})
         return batch
 
     def _load_company_tickets(self, companies: list[str]) -> None:
-        """Which tickets each company has (v4 associations), once per company per run."""
+        """Which tickets each company has (v4 associations), once per company per run; none
+        needed after this run has read every ticket (a company not seen with one has none)."""
         new = [c for c in companies if c not in self._company_tickets]
-        if new:
+        if new and self._all_tickets:
+            self._company_tickets.update((c, set()) for c in new)
+        elif new:
             found = self.client.associations("companies", "tickets", new)
             for c in new:
                 self._company_tickets[c] = set(found.get(c, []))

@@ -12,6 +12,7 @@ renewal deals, tickets, contacts with a `healthbot_champion` flag whose departur
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -35,7 +36,14 @@ TICKET_PRIORITY = {"low": "LOW", "normal": "MEDIUM", "high": "HIGH", "urgent": "
 COMPANY_ID_BASE, DEAL_ID_BASE, OWNER_ID_BASE = 10_000, 5_000_000, 90_000
 CONTACT_ID_BASE = 700_000
 CONTACT_PROPERTIES = (("healthbot_champion", "Champion"), ("healthbot_left_company", "Left"))
+DAY_MS = 86_400_000
 SINGULAR = {"companies": "company", "deals": "deal", "tickets": "ticket", "contacts": "contact"}
+
+
+def spread(key: str, span_ms: int) -> int:
+    """A stable pseudo-random offset in [0, span_ms): seeded records are last modified at
+    realistic, scattered instants (ties only where a test makes them on purpose)."""
+    return zlib.crc32(key.encode()) % max(1, span_ms)
 
 
 def lastmod_of(object_type: str) -> str:
@@ -269,6 +277,8 @@ class HubSpotStore:
             last = max((t.occurred_at for t in ts), default=None)
             execs = [t.occurred_at for t in ts if t.executive and t.kind == "meeting"]
             created = ms(a.customer_since)
+            cid = ids[a.external_id]
+            touched = ms(last) + spread(cid, 60_000) if last else created + spread(cid, DAY_MS)
             self.put(
                 "companies",
                 ids[a.external_id],
@@ -287,12 +297,18 @@ class HubSpotStore:
                     "healthbot_last_exec_meeting": iso(ms(max(execs))) if execs else None,
                 },
                 created_ms=created,
-                modified_ms=max(created, ms(last) if last else 0),
+                modified_ms=min(max(created, touched), horizon - 1),
             )
         for n, r in enumerate(portfolio.renewals, start=1):
             did = str(DEAL_ID_BASE + n)
             won = r.outcome in ("renewed", "expanded")
             closed = ms(r.close_date)
+            # closed: edited on its close day; open: last edited some time in the last 90 days
+            modified = (
+                min(closed + spread(did, DAY_MS), horizon - 1 - spread(did, DAY_MS))
+                if r.outcome != "open"
+                else horizon - 1 - spread(did, 90 * DAY_MS)
+            )
             self.put(
                 "deals",
                 did,
@@ -309,8 +325,8 @@ class HubSpotStore:
                     "healthbot_external_id": r.external_id,
                     "hs_is_closed_won": "true" if won else "false",
                 },
-                created_ms=closed - 90 * 86_400_000,
-                modified_ms=min(closed, horizon - 1) if r.outcome != "open" else horizon - 2,
+                created_ms=min(closed - 90 * DAY_MS, modified),
+                modified_ms=modified,
             )
             self.associate("deals", did, "companies", ids[r.account_id])
         for t in portfolio.tickets:
@@ -328,7 +344,7 @@ class HubSpotStore:
                     else None,
                 },
                 created_ms=created,
-                modified_ms=solved or created,
+                modified_ms=min(solved or created + spread(t.external_id, 3_600_000), horizon - 1),
             )
             self.associate("tickets", t.external_id, "companies", ids[t.account_id])
         self._seed_contacts(portfolio, ids)
@@ -336,8 +352,9 @@ class HubSpotStore:
         return ids
 
     def _seed_contacts(self, portfolio, ids: dict[str, str]) -> None:
-        """Contacts join at their company's customer_since; one who left gets
-        `healthbot_left_company = true` at midnight UTC of the left date (its last write)."""
+        """Contacts join at their company's customer_since (last modified that morning, UTC);
+        one who left gets `healthbot_left_company = true` during the morning of the left date
+        (its last write)."""
         since = {a.external_id: ms(a.customer_since) for a in portfolio.accounts}
         for n, c in enumerate(portfolio.contacts, start=1):
             cid, company = str(CONTACT_ID_BASE + n), ids[c.account_id]
@@ -355,11 +372,12 @@ class HubSpotStore:
                     "associatedcompanyid": company,
                 },
                 created_ms=since[c.account_id],
-                modified_ms=since[c.account_id],
+                modified_ms=since[c.account_id] + spread(cid, DAY_MS // 2),
             )
             self.associate("contacts", cid, "companies", company)
             if c.left_on is not None:
-                left = max(ms(c.left_on), since[c.account_id] + 1)
+                left_ms = ms(c.left_on) + spread(f"{cid}-left", DAY_MS // 2)
+                left = max(left_ms, since[c.account_id] + DAY_MS // 2)
                 self.update("contacts", cid, {"healthbot_left_company": "true"}, modified_ms=left)
 
 
