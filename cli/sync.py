@@ -44,12 +44,19 @@ def run_source(
 
 
 def report_table(reports: list[SyncReport]) -> Table:
-    table = Table(title="Sync report", title_justify="left", padding=(0, 1), box=box.SIMPLE_HEAD)
+    table = Table(
+        title="Sync report",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption="Changed: records new or different from what was stored; Same: already stored.",
+        caption_justify="left",
+    )
     for col in (
         "Source",
         "Pulled",
-        "Upserted",
-        "Unchanged",
+        "Changed",
+        "Same",
         "Skipped",
         "Unmatched",
         "Calls",
