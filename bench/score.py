@@ -1,7 +1,7 @@
 """Benchmark the full rescore against the floor PostgreSQL itself sets.
 
     python bench/score.py [--accounts N] [--url ADMIN_URL] [--db NAME] [--batch-size B]
-                          [--workers W] [--no-history] [--keep]
+                          [--workers W] [--no-history] [--keep] [--reuse]
 
 Creates N accounts with 90 days of observations in a fresh database (--db on the server of
 --url, migrated with `upgrade()`, loaded with COPY by a child process), seeds the score history
@@ -224,6 +224,24 @@ def seed_history(engine, model, n: int, batch_size: int, workers: int) -> None:
         conn.execute(text(copy + ", (VALUES (29), (89)) AS v(d)"))
 
 
+def reusable(url: str, n: int) -> bool:
+    """A database an earlier `--keep` run left, with the same number of accounts."""
+    try:
+        with psycopg.connect(url) as conn:
+            return conn.execute("SELECT count(*) FROM account").fetchone()[0] == n
+    except psycopg.Error:
+        return False
+
+
+def forget_last_day(engine) -> None:
+    with engine.begin() as conn:
+        day = {"d": LAST_DAY}
+        ids = "(SELECT id FROM score WHERE score_date = :d)"
+        conn.execute(text(f"DELETE FROM scorechange WHERE score_id IN {ids}"), day)
+        conn.execute(text(f"DELETE FROM outboxitem WHERE score_id IN {ids}"), day)
+        conn.execute(text("DELETE FROM score WHERE score_date = :d"), day)
+
+
 def floor_seconds(engine) -> float:
     """The faster of two runs of one aggregate pass: what PostgreSQL itself needs."""
     now, runs = day_end(LAST_DAY), []
@@ -248,28 +266,40 @@ def main() -> None:
     )
     ap.add_argument("--no-history", action="store_true", help="rescore with empty score tables")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time again on the database a --keep run left (same --accounts)",
+    )
     args = ap.parse_args()
     n = args.accounts
     url = make_url(args.url).set(database=args.db).render_as_string(hide_password=False)
-    say(f"creating {args.db} ({n} accounts x {DAYS} days)")
-    recreate_db(args.url, args.db)
-    engine = make_engine(url)
-    event.listen(engine, "connect", set_session)
-    upgrade(engine)
-    engine.dispose()  # no pooled connection crosses the fork
-    say("loading with COPY (child process)")
-    child = multiprocessing.get_context("fork").Process(target=load, args=(url, n))
-    child.start()
-    child.join()
-    if child.exitcode:
-        sys.exit(f"loading failed (exit {child.exitcode})")
-    say("VACUUM ANALYZE")
-    obs = vacuum(url)
-    say(f"{obs} observations ({obs / n / DAYS:.2f} per account-day)")
     model = load_model(DEFAULT_MODEL_PATH)
-    if not args.no_history:
-        seed_history(engine, model, n, args.batch_size, args.workers)
-        vacuum(url)
+    if args.reuse and reusable(url, n):
+        say(f"reusing {args.db}: removing the scores of {LAST_DAY} a run left")
+        engine = make_engine(url)
+        event.listen(engine, "connect", set_session)
+        forget_last_day(engine)
+        obs = vacuum(url)
+    else:
+        say(f"creating {args.db} ({n} accounts x {DAYS} days)")
+        recreate_db(args.url, args.db)
+        engine = make_engine(url)
+        event.listen(engine, "connect", set_session)
+        upgrade(engine)
+        engine.dispose()  # no pooled connection crosses the fork
+        say("loading with COPY (child process)")
+        child = multiprocessing.get_context("fork").Process(target=load, args=(url, n))
+        child.start()
+        child.join()
+        if child.exitcode:
+            sys.exit(f"loading failed (exit {child.exitcode})")
+        say("VACUUM ANALYZE")
+        obs = vacuum(url)
+        if not args.no_history:
+            seed_history(engine, model, n, args.batch_size, args.workers)
+            vacuum(url)
+    say(f"{obs} observations ({obs / n / DAYS:.2f} per account-day)")
     limit = floor_seconds(engine)
     say(f"rescore, batch size {args.batch_size}, {args.workers} worker(s)")
     engine.dispose()
@@ -294,6 +324,8 @@ def main() -> None:
     engine.dispose()
     if not args.keep:
         recreate_db(args.url, args.db, drop_only=True)
+    if args.keep:
+        say(f"kept {args.db}: --reuse times again on it")
     say("done")
     result = {
         "accounts": n,

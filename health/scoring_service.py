@@ -144,6 +144,7 @@ def _rescore_part(
             now=now,
             id_range=(part[0], part[-1] + 1) if dense else None,
             account_ids=None if dense else part,
+            needs=model.needs(),
         )
         prev = score_states_as_of(session=session, ids=part, lo=None, hi=day - timedelta(days=1))
         ago30 = score_states_as_of(

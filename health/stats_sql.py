@@ -3,11 +3,12 @@
 One grouped pass per batch of accounts; the same definitions as the Python reference
 (a test checks both agree on SQLite and PostgreSQL).
 
-Windows are FILTERed aggregates over the rows of the lookback. The newest value is the
-largest value observed at the newest instant (ties between sources resolve to the larger):
-on PostgreSQL a lateral lookup per (account, signal) on the covering index
-`ix_observation_series`; on SQLite the bare column next to max(), which comes from the row
-holding the max.
+Each window of days the scorer needs (`Needs.windows`) costs two FILTERed aggregates, a
+count and a sum, over the rows of the lookback; averages, totals and the baseline are derived
+from those. The newest value is the largest value observed at the newest instant (ties between
+sources resolve to the larger), looked up only for the signals whose newest value is read: on
+PostgreSQL one probe of the covering index `ix_observation_series` per (account, signal); on
+SQLite the bare column next to max(), which comes from the row holding the max.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, select, true
+from sqlalchemy import bindparam, case, func, null, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.types import Integer
+from sqlalchemy.types import Integer, String
 from sqlmodel import Session
 
 from health.models import Observation
-from health.scoring.stats import LOOKBACK_DAYS, SignalStats
+from health.scoring.stats import (
+    ALL,
+    DAY,
+    LOOKBACK_DAYS,
+    WINDOW_DAYS,
+    Needs,
+    SignalStats,
+    from_window_sums,
+)
 
 OBS = Observation.__table__.c  # type: ignore[attr-defined]
 
@@ -32,27 +41,20 @@ def signal_stats(
     now: datetime,
     id_range: tuple[int, int] | None = None,
     account_ids: Sequence[int] | None = None,
+    needs: Needs = ALL,
 ) -> dict[int, dict[str, SignalStats]]:
     """account id -> signal -> statistics at `now`, for an id range [lo, hi) or an id list."""
-    t = {d: now - timedelta(days=d) for d in (7, 30, 90, 180, LOOKBACK_DAYS)}
     postgres = session.get_bind().dialect.name == "postgresql"
-
-    def within(days: int):
-        return OBS.observed_at >= t[days]
-
-    aggregates = [
-        func.avg(OBS.value).filter(within(7)),
-        func.avg(OBS.value).filter(within(30)),
-        func.avg(OBS.value).filter(within(90)),
-        func.sum(OBS.value).filter(within(30)),
-        func.sum(OBS.value).filter(within(90)),
-        func.avg(OBS.value).filter(and_(OBS.observed_at < t[90], within(180))),
-        func.avg(OBS.value).filter(within(180)),
-    ]
+    aggregates = []  # (count, sum) of each window; NULLs for a window not needed
+    for days in WINDOW_DAYS:
+        within = OBS.observed_at >= now - timedelta(days=days)
+        if days in needs.windows:
+            aggregates += [func.count().filter(within), func.sum(OBS.value).filter(within)]
+        else:
+            aggregates += [null(), null()]
     latest_at = func.max(OBS.observed_at).label("latest_at")
-    head = [OBS.account_id, OBS.signal, latest_at]
-    stmt = select(*head, *([] if postgres else [OBS.value]), *aggregates)
-    stmt = stmt.where(OBS.observed_at >= t[LOOKBACK_DAYS], OBS.observed_at < now)
+    stmt = select(OBS.account_id, OBS.signal, latest_at, *aggregates)
+    stmt = stmt.where(OBS.observed_at >= now - timedelta(days=LOOKBACK_DAYS), OBS.observed_at < now)
     if id_range is not None:
         stmt = stmt.where(OBS.account_id >= id_range[0], OBS.account_id < id_range[1])
     if account_ids is not None:
@@ -66,28 +68,38 @@ def signal_stats(
         g = stmt.subquery("g")
         o = Observation.__table__.alias("o")  # type: ignore[attr-defined]
         newest = (
-            select(func.max(o.c.value).label("value"))
+            select(func.max(o.c.value))
             .where(
                 o.c.account_id == g.c.account_id,
                 o.c.signal == g.c.signal,
                 o.c.observed_at == g.c.latest_at,
             )
-            .lateral("newest")
+            .scalar_subquery()
         )
+        if needs.latest_of is not None:  # the probe runs only for the signals asked for
+            wanted = bindparam("latest_of", sorted(needs.latest_of), type_=ARRAY(String))
+            newest = case((g.c.signal == func.any(wanted), newest))
         cols = list(g.c)
-        stmt = select(*cols[:3], newest.c.value, *cols[3:]).join_from(g, newest, true())
+        stmt = select(*cols[:3], newest, *cols[3:])
+    else:
+        cols = list(stmt.selected_columns)
+        stmt = stmt.with_only_columns(*cols[:3], OBS.value, *cols[3:])
     out: dict[int, dict[str, SignalStats]] = {}
-    for acc, signal, at, latest, a7, a30, a90, s30, s90, b_old, b_all in session.execute(stmt):
-        out.setdefault(acc, {})[signal] = SignalStats(
-            latest=float(latest),
-            latest_at=at,
-            avg_7d=a7,
-            avg_30d=a30,
-            avg_90d=a90,
-            sum_30d=s30,
-            sum_90d=s90,
-            baseline=b_old if b_old is not None else b_all,
-        )
+    wants = needs.wants_latest
+    if postgres:  # the hot read: plain driver rows, no per-row type processing
+        conn = session.connection()
+        compiled = stmt.compile(dialect=conn.dialect)
+        rows = conn.exec_driver_sql(str(compiled), compiled.params).cursor.fetchall()
+    else:
+        rows = session.execute(stmt)
+    for acc, signal, at, latest, *sums in rows:
+        if latest is not None and not postgres:
+            latest = float(latest) if wants(signal) else None
+        days_since = (now - at).total_seconds() / DAY
+        by_signal = out.get(acc)
+        if by_signal is None:
+            by_signal = out[acc] = {}
+        by_signal[signal] = from_window_sums(latest, at, days_since, *sums)
     return out
 
 

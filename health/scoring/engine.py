@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import NamedTuple
 
 from health.scoring.model import TIERS, Bands, ComponentDef, MetricDef, ScoringModel
 from health.scoring.stats import SignalStats
@@ -33,8 +34,7 @@ class PriorState:
     metrics_30d_ago: Mapping[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class MetricResult:
+class MetricResult(NamedTuple):
     key: str
     label: str
     signal: str
@@ -44,8 +44,7 @@ class MetricResult:
     share: float  # of the total score; 0 when missing
 
 
-@dataclass(frozen=True, slots=True)
-class ComponentResult:
+class ComponentResult(NamedTuple):
     key: str
     label: str
     weight: float
@@ -56,8 +55,7 @@ class ComponentResult:
     metrics: tuple[MetricResult, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Driver:
+class Driver(NamedTuple):
     metric: str
     signal: str
     label: str
@@ -67,8 +65,7 @@ class Driver:
     impact: float  # points of the total this metric moved (or costs, without history)
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreResult:
+class ScoreResult(NamedTuple):
     total: float
     tier: str
     announced_tier: str
@@ -98,32 +95,50 @@ def interpolate(points: tuple[tuple[float, float], ...], x: float) -> float:
     return points[-1][1]
 
 
-def metric_value(
-    metric: MetricDef, stats: Mapping[str, SignalStats], now: datetime, *, source_seen: bool
-) -> float | None:
-    s = stats.get(metric.signal)
-    if s is None:
-        # An event that never happened is a zero, as long as its source reports at all.
-        return 0.0 if metric.stat in EVENT_STATS and source_seen else None
-    value = s.get(metric.stat, now)
-    if value is None and metric.stat in EVENT_STATS:
-        value = 0.0
-    if value is None or metric.ratio_to is None:
-        return value
-    if metric.ratio_to == "baseline":
-        ref = s.baseline
-    else:
-        signal, _, stat = metric.ratio_to.partition(".")
-        other = stats.get(signal)
-        ref = other.get(stat, now) if other else None
-    return value / ref if ref else None
+_FIELD = {name: i for i, name in enumerate(SignalStats._fields)}
 
 
-@dataclass(frozen=True, slots=True)
 class _MetricPlan:
-    key: str
-    metric: MetricDef
-    weight_share: float  # of its component's metric weight
+    """One metric, compiled: where its value sits in the statistics, how it maps to points."""
+
+    __slots__ = (
+        "key", "metric", "label", "signal", "format", "points", "weight_share",
+        "stat", "event", "ratio", "ratio_signal", "ratio_stat",
+    )  # fmt: skip
+
+    @classmethod
+    def of(cls, key: str, m: MetricDef, weight_share: float) -> _MetricPlan:
+        self = cls()
+        self.key, self.metric, self.weight_share = key, m, weight_share
+        self.label, self.signal, self.format, self.points = m.label, m.signal, m.format, m.points
+        self.stat, self.event = _FIELD[m.stat], m.stat in EVENT_STATS
+        # ratio: 0 none, 1 the signal's own baseline, 2 another signal's statistic
+        self.ratio, self.ratio_signal, self.ratio_stat = 0, "", 0
+        if m.ratio_to == "baseline":
+            self.ratio, self.ratio_stat = 1, _FIELD["baseline"]
+        elif m.ratio_to:
+            signal, _, stat = m.ratio_to.partition(".")
+            self.ratio, self.ratio_signal, self.ratio_stat = 2, signal, _FIELD[stat]
+        return self
+
+    def value(self, stats: Mapping[str, SignalStats], source_seen: bool) -> float | None:
+        s = stats.get(self.signal)
+        if s is None:
+            # An event that never happened is a zero, as long as its source reports at all.
+            return 0.0 if self.event and source_seen else None
+        value = s[self.stat]
+        if value is None:
+            if not self.event:
+                return None
+            value = 0.0
+        if not self.ratio:
+            return value
+        if self.ratio == 1:
+            ref = s[self.ratio_stat]
+        else:
+            other = stats.get(self.ratio_signal)
+            ref = other[self.ratio_stat] if other is not None else None
+        return value / ref if ref else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,15 +153,17 @@ class _ComponentPlan:
 class _Plan:
     """What `score` derives from a model alone, derived once per model (models are frozen)."""
 
-    __slots__ = ("components", "points", "hard_events", "bands")
+    __slots__ = ("model", "components", "points", "hard_events", "bands", "shares")
 
     def __init__(self, model: ScoringModel):
+        self.model = model
         full = model.total_weight
         comps = []
         for ckey, comp in model.components.items():
             metric_weight = sum(m.weight for m in comp.metrics.values())
             metrics = tuple(
-                _MetricPlan(mkey, m, m.weight / metric_weight) for mkey, m in comp.metrics.items()
+                _MetricPlan.of(mkey, m, m.weight / metric_weight)
+                for mkey, m in comp.metrics.items()
             )
             signals = tuple(dict.fromkeys(m.signal for m in comp.metrics.values()))
             comps.append(_ComponentPlan(ckey, comp, signals, metrics, comp.weight / full))
@@ -154,6 +171,16 @@ class _Plan:
         self.points = {k: m.points for c in model.components.values() for k, m in c.metrics.items()}
         self.hard_events = tuple((k, e.signal, e.within_days) for k, e in model.hard_events.items())
         self.bands: dict[tuple, Bands] = {}  # (segment, adjust) -> adjusted bands
+        self.shares: dict[tuple, dict[str, float]] = {}  # present metrics -> their shares
+
+    def shares_of(self, present: dict[str, dict[str, float]]) -> dict[str, float]:
+        key = tuple(m for values in present.values() for m in values)
+        hit = self.shares.get(key)
+        if hit is None:
+            if len(self.shares) >= 4096:  # bounded: a model has few presence patterns
+                self.shares.clear()
+            hit = self.shares[key] = _shares(self.model, present)
+        return hit
 
 
 _PLANS: dict[int, tuple[ScoringModel, _Plan]] = {}
@@ -259,13 +286,17 @@ def score(
     today = now.date()
     plan = _plan(model)
     values: dict[str, dict[str, float]] = {}
-    ages: dict[str, float | None] = {}
+    ages: list[float | None] = []
     for cp in plan.components:
-        seen = [stats[s].days_since(now) for s in cp.signals if s in stats]
-        ages[cp.key] = min(seen) if seen else None
+        age = None
+        for sig in cp.signals:
+            st = stats.get(sig)
+            if st is not None and (age is None or st.days_since < age):
+                age = st.days_since
+        ages.append(age)
         got = {}
         for mp in cp.metrics:
-            v = metric_value(mp.metric, stats, now, source_seen=bool(seen))
+            v = mp.value(stats, age is not None)
             if v is not None:
                 got[mp.key] = v
         if got:
@@ -273,33 +304,32 @@ def score(
     if not values:
         return None
 
-    shares = _shares(model, values)
+    shares = plan.shares_of(values)
     components, total, confidence = [], 0.0, 0.0
     empty: dict[str, float] = {}
-    for cp in plan.components:
-        ckey, comp = cp.key, cp.comp
-        got = values.get(ckey, empty)
-        age = ages[ckey]
-        stale = age is not None and age > comp.stale_after_days
+    for cp, age in zip(plan.components, ages, strict=True):
+        got = values.get(cp.key, empty)
+        stale = age is not None and age > cp.comp.stale_after_days
         metrics, comp_share, comp_points = [], 0.0, 0.0
         for mp in cp.metrics:
-            mkey, metric = mp.key, mp.metric
-            v = got.get(mkey)
-            s = None if v is None else interpolate(metric.points, v)
-            share = shares.get(mkey, 0.0)
-            if s is not None:
-                comp_share += share
-                comp_points += share * s
-                confidence += cp.weight_share * mp.weight_share * (0.5 if stale else 1.0)
-            metrics.append(
-                MetricResult(mkey, metric.label, metric.signal, metric.format, v, s, share)
-            )
+            v = got.get(mp.key)
+            if v is None:
+                metrics.append(
+                    MetricResult(mp.key, mp.label, mp.signal, mp.format, None, None, 0.0)
+                )
+                continue
+            s = interpolate(mp.points, v)
+            share = shares[mp.key]
+            comp_share += share
+            comp_points += share * s
+            confidence += cp.weight_share * mp.weight_share * (0.5 if stale else 1.0)
+            metrics.append(MetricResult(mp.key, mp.label, mp.signal, mp.format, v, s, share))
         total += comp_points
         components.append(
             ComponentResult(
-                ckey,
-                comp.label,
-                comp.weight,
+                cp.key,
+                cp.comp.label,
+                cp.comp.weight,
                 comp_share,
                 comp_points / comp_share if comp_share else None,
                 age,
@@ -314,7 +344,7 @@ def score(
     hard = tuple(
         key
         for key, signal, within_days in plan.hard_events
-        if (s := stats.get(signal)) and s.latest > 0 and s.days_since(now) <= within_days
+        if (s := stats.get(signal)) and (s.latest or 0) > 0 and s.days_since <= within_days
     )
     announced, pending, changed = announce(
         raw, prior, hard_event=bool(hard), today=today, hold_days=model.tiers.hold_days

@@ -11,6 +11,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from health.scoring.stats import Needs
+
 Stat = Literal[
     "latest", "avg_7d", "avg_30d", "avg_90d", "sum_30d", "sum_90d", "baseline", "days_since"
 ]
@@ -159,6 +161,20 @@ class ScoringModel(_Frozen):
     @property
     def total_weight(self) -> float:
         return sum(c.weight for c in self.components.values())
+
+    def needs(self) -> Needs:
+        """The statistics scoring with this model reads (what the SQL pass must compute)."""
+        pairs = []
+        for c in self.components.values():
+            for m in c.metrics.values():
+                pairs.append((m.signal, m.stat))
+                if m.ratio_to == "baseline":
+                    pairs.append((m.signal, "baseline"))
+                elif m.ratio_to:
+                    signal, _, stat = m.ratio_to.partition(".")
+                    pairs.append((signal, stat))
+        pairs += [(e.signal, "latest") for e in self.hard_events.values()]
+        return Needs.of(pairs)
 
     def used_signals(self) -> set[str]:
         used = {m.signal for c in self.components.values() for m in c.metrics.values()}

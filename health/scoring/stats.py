@@ -11,6 +11,10 @@ Definitions, for a scoring instant `now` (windows are [now - N days, now)):
   baseline             mean of days 180..90 before now; for a series younger than that,
                        the mean of everything observed so far (the account's own onboarding level)
   days_since           days from latest_at to now
+
+A scorer states what it reads as `Needs` (`needs_of(model)`): the SQL pass then aggregates
+only those windows and looks up newest values only for those signals; statistics not asked
+for are None.
 """
 
 from __future__ import annotations
@@ -19,14 +23,89 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 LOOKBACK_DAYS = 365
 DAY = 86400.0
 
 
+WINDOW_DAYS = (7, 30, 90, 180)  # the windows the statistics are built from
+STAT_WINDOWS: dict[str, tuple[int, ...]] = {
+    "avg_7d": (7,),
+    "avg_30d": (30,),
+    "sum_30d": (30,),
+    "avg_90d": (90,),
+    "sum_90d": (90,),
+    "baseline": (90, 180),
+    "latest": (),
+    "days_since": (),
+}
+
+
 @dataclass(frozen=True, slots=True)
-class SignalStats:
-    latest: float
+class Needs:
+    """What a scorer reads: which windows, and the newest value of which signals
+    (None: every signal)."""
+
+    windows: frozenset[int] = frozenset(WINDOW_DAYS)
+    latest_of: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, stats: Iterable[tuple[str, str]]) -> Needs:
+        """From (signal, statistic) pairs."""
+        windows: set[int] = set()
+        latest: set[str] = set()
+        for signal, stat in stats:
+            windows.update(STAT_WINDOWS[stat])
+            if stat == "latest":
+                latest.add(signal)
+        return cls(frozenset(windows), frozenset(latest))
+
+    def wants_latest(self, signal: str) -> bool:
+        return self.latest_of is None or signal in self.latest_of
+
+
+ALL = Needs()
+
+
+def from_window_sums(
+    latest: float | None,
+    latest_at: datetime,
+    days_since: float,
+    n7: int | None = None,
+    s7: float | None = None,
+    n30: int | None = None,
+    s30: float | None = None,
+    n90: int | None = None,
+    s90: float | None = None,
+    n180: int | None = None,
+    s180: float | None = None,
+) -> SignalStats:
+    """SignalStats from the count and sum of each window of days (a count of None: the
+    window was not computed, its statistics are None)."""
+    baseline = None
+    if n180 and n90 is not None:
+        if n180 > n90:
+            baseline = ((s180 or 0.0) - (s90 or 0.0)) / (n180 - n90)
+        else:
+            baseline = (s180 or 0.0) / n180
+    return SignalStats(
+        latest,
+        latest_at,
+        s7 / n7 if n7 else None,
+        s30 / n30 if n30 else None,
+        s90 / n90 if n90 else None,
+        (s30 or 0.0) if n30 else None,
+        (s90 or 0.0) if n90 else None,
+        baseline,
+        days_since,
+    )
+
+
+class SignalStats(NamedTuple):
+    """One signal's statistics at a scoring instant (see the module docstring)."""
+
+    latest: float | None  # None when the scorer did not ask for it (see Needs)
     latest_at: datetime
     avg_7d: float | None = None
     avg_30d: float | None = None
@@ -34,13 +113,9 @@ class SignalStats:
     sum_30d: float | None = None
     sum_90d: float | None = None
     baseline: float | None = None
+    days_since: float = 0.0  # from latest_at to the scoring instant
 
-    def days_since(self, now: datetime) -> float:
-        return (now - self.latest_at).total_seconds() / DAY
-
-    def get(self, stat: str, now: datetime) -> float | None:
-        if stat == "days_since":
-            return self.days_since(now)
+    def get(self, stat: str) -> float | None:
         return getattr(self, stat)
 
 
@@ -95,6 +170,7 @@ class SignalSeries:
             sum_30d=total(30),
             sum_90d=total(90),
             baseline=baseline,
+            days_since=(t - self._times[end - 1]) / DAY,
         )
 
 

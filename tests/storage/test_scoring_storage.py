@@ -14,7 +14,7 @@ from health.models import Account, OutboxItem, Score, ScoreChange
 from health.records import AccountRecord, AccountRef, Batch, ObservationRecord
 from health.repo import score_states_as_of, scores_as_of, store_batch
 from health.scoring.model import load_model
-from health.scoring.stats import summarize
+from health.scoring.stats import Needs, summarize
 from health.scoring_service import day_end, rescore
 from health.settings import DEFAULT_MODEL_PATH
 from health.stats_sql import signal_stats
@@ -75,6 +75,32 @@ def test_sql_statistics_match_the_python_reference(engine):
             assert g.latest == ref.latest and g.latest_at == ref.latest_at
             for f in ("avg_7d", "avg_30d", "avg_90d", "sum_30d", "sum_90d", "baseline"):
                 assert getattr(g, f) == pytest.approx(getattr(ref, f)), (signal, f)
+
+
+def test_sql_statistics_compute_only_what_the_model_reads(engine):
+    seed(engine, n_accounts=3, days=40)
+    now = day_end(DAY)
+    needs = Needs.of([("csat", "avg_7d"), ("seats", "latest")])
+    with session_scope(engine) as s:
+        full = signal_stats(session=s, now=now, id_range=(0, 10**9))
+        some = signal_stats(session=s, now=now, id_range=(0, 10**9), needs=needs)
+    assert needs.windows == {7} and set(some) == set(full)
+    for acc, signals in full.items():
+        assert set(some[acc]) == set(signals)  # every signal seen still has its age
+        for signal, ref in signals.items():
+            got = some[acc][signal]
+            assert got.latest_at == ref.latest_at
+            assert got.days_since == pytest.approx(ref.days_since)
+            assert got.avg_7d == pytest.approx(ref.avg_7d)
+            assert got.latest == (ref.latest if signal == "seats" else None)
+            assert got.avg_30d is got.avg_90d is got.sum_90d is got.baseline is None
+
+
+def test_the_default_model_asks_for_what_its_metrics_and_hard_events_read():
+    needs = MODEL.needs()
+    assert needs.windows == {7, 30, 90, 180}  # avg_7d, sum_30d, sum_90d / avg_90d, baseline
+    assert {"seats", "open_tickets", "nps", "champion_left", "sev1_ticket"} <= needs.latest_of
+    assert "active_users" not in needs.latest_of  # read as averages, never as a last value
 
 
 def test_rescore_is_idempotent_and_keeps_point_in_time_history(engine):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -39,6 +38,7 @@ def stat(value: float, *, days_ago: float = 0.5, baseline: float | None = None) 
         sum_30d=value,
         sum_90d=value,
         baseline=baseline,
+        days_since=days_ago,
     )
 
 
@@ -94,8 +94,7 @@ def test_more_of_a_good_signal_never_lowers_the_score(stats, signal, bump):
     def moved(v: float | None) -> float | None:
         return None if v is None else max(0.0, v + sign * bump)
 
-    better = replace(
-        s,
+    better = s._replace(
         latest=moved(s.latest),
         avg_7d=moved(s.avg_7d),
         avg_30d=moved(s.avg_30d),
