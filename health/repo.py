@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Integer, bindparam, func, or_, select, true, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -354,6 +356,63 @@ def score_states_as_of(
     return {row.account_id: row for row in session.execute(stmt)}
 
 
+HISTORY = {"prev": (None, 1), "ago30": (37, 30), "ago90": (97, 90)}  # days back: (lo, hi)
+
+
+def score_history(*, session: Session, ids: Sequence[int], day: date) -> dict[int, dict]:
+    """What scoring `day` reads of each account's history, in one statement on PostgreSQL:
+    {"prev": newest Score before `day`, "ago30": newest of days 37..30 back (with its
+    components), "ago90": newest of days 97..90 back}, each a light row or None."""
+    if not ids:
+        return {}
+    bounds = {
+        k: (day - timedelta(days=lo) if lo is not None else None, day - timedelta(days=hi))
+        for k, (lo, hi) in HISTORY.items()
+    }
+    if session.get_bind().dialect.name != "postgresql":
+        parts = {
+            k: score_states_as_of(session=session, ids=ids, lo=lo, hi=hi, components=k == "ago30")
+            for k, (lo, hi) in bounds.items()
+        }
+        return {i: {k: parts[k].get(i) for k in HISTORY} for i in ids}
+    acc = (
+        func.unnest(bindparam("ids", list(ids), type_=ARRAY(Integer)))
+        .table_valued("id")
+        .render_derived(name="acc")
+    )
+    laterals, cols = [], [acc.c.id]
+    for k, (lo, hi) in bounds.items():
+        picked = [Score.total, Score.tier, Score.announced_tier, Score.pending_since]
+        if k == "ago30":
+            picked.append(Score.components)
+        where = [Score.account_id == acc.c.id, Score.score_date <= hi]
+        if lo is not None:
+            where.append(Score.score_date >= lo)
+        lat = select(*picked).where(*where).order_by(Score.score_date.desc()).limit(1).lateral(k)
+        laterals.append(lat)
+        cols += [lat.c[c.key].label(f"{k}_{c.key}") for c in picked]
+    stmt = select(*cols).select_from(acc)
+    for lat in laterals:
+        stmt = stmt.outerjoin(lat, true())
+    out = {}
+    for row in session.execute(stmt):
+        m = row._mapping
+        out[row.id] = {
+            k: None
+            if m[f"{k}_total"] is None
+            else SimpleNamespace(
+                account_id=row.id,
+                **{c: m[f"{k}_{c}"] for c in _HISTORY_COLUMNS[k]},
+            )
+            for k in HISTORY
+        }
+    return out
+
+
+_BASE = ("total", "tier", "announced_tier", "pending_since")
+_HISTORY_COLUMNS = {"prev": _BASE, "ago30": (*_BASE, "components"), "ago90": _BASE}
+
+
 def accounts_by_id(*, session: Session, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
     """The given columns (and id) of the accounts `ids`, as plain rows ordered by id."""
     cols = [Account.id] + [getattr(Account, c) for c in columns]
@@ -400,7 +459,7 @@ def bulk_upsert(
     raw = conn.connection.driver_connection  # COPY: a statement SQLAlchemy does not see
     with raw.cursor() as cur, cur.copy(f"COPY {tmp} ({names}) FROM STDIN") as cp:
         for row in rows:
-            cp.write_row([Json(row[c]) if c in jsons else row[c] for c in cols])
+            cp.write_row([Json(row[c], dumps=orjson.dumps) if c in jsons else row[c] for c in cols])
     sets = ", ".join(f"{c} = excluded.{c}" for c in update)
     ret = ", ".join(returning or [c.name for c in tbl.primary_key.columns])
     action = f"UPDATE SET {sets}" if update else "NOTHING"

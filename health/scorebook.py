@@ -10,23 +10,19 @@ from health.scoring.engine import PriorState, ScoreResult
 
 def breakdown(result: ScoreResult) -> dict:
     """Compact component breakdown: {component: {score, share, age_days, stale,
-    metrics: {metric: [value, score, share]}}} (missing metrics are left out)."""
+    metrics: {metric: [value, score]}}} (missing metrics are left out)."""
     out = {}
-    for c in result.components:  # the rescore's hot path: rounding inlined
-        metrics = {}
-        for m in c.metrics:
-            if m.value is not None:
-                metrics[m.key] = [
-                    round(m.value, 4),
-                    None if m.score is None else round(m.score, 1),
-                    round(m.share, 4),
-                ]
+    for c in result.components:  # the rescore's hot path: one comprehension per component
         out[c.key] = {
-            "score": _r(c.score),
+            "score": None if c.score is None else round(c.score, 1),
             "share": round(c.share, 4),
-            "age_days": _r(c.age_days),
+            "age_days": None if c.age_days is None else round(c.age_days, 1),
             "stale": c.stale,
-            "metrics": metrics,
+            "metrics": {
+                m.key: [round(m.value, 4), round(m.score, 1)]
+                for m in c.metrics
+                if m.value is not None
+            },
         }
     return out
 
@@ -72,15 +68,15 @@ def score_row(
     }
 
 
-def prior_state(prev: Score | None, ago_30: Score | None, ago_90: Score | None) -> PriorState:
+def prior_state(prev: Score | None, ago30: Score | None, ago90: Score | None) -> PriorState:
     return PriorState(
         tier=prev.tier if prev else None,
         announced_tier=prev.announced_tier if prev else None,
         pending_since=prev.pending_since if prev else None,
         total=prev.total if prev else None,
-        total_30d_ago=ago_30.total if ago_30 else None,
-        total_90d_ago=ago_90.total if ago_90 else None,
-        metrics_30d_ago=metric_values(ago_30.components) if ago_30 else {},
+        total_30d_ago=ago30.total if ago30 else None,
+        total_90d_ago=ago90.total if ago90 else None,
+        metrics_30d_ago=metric_values(ago30.components) if ago30 else {},
     )
 
 

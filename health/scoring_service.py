@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from health.db import session_scope
 from health.models import Account, Observation, OutboxItem, Score, ScoreChange
-from health.repo import accounts_by_id, bulk_upsert, chunked, score_states_as_of
+from health.repo import accounts_by_id, bulk_upsert, chunked, score_history
 from health.scorebook import prior_state, score_row
 from health.scoring.engine import AccountContext, score
 from health.scoring.explain import explain
@@ -134,10 +134,18 @@ def _rescore_job(job: tuple) -> tuple[WriteReport, int, int]:
 def _rescore_part(
     engine: Engine, model: ScoringModel, day: date, part: Sequence[int]
 ) -> tuple[WriteReport, int]:
-    """Score one batch of accounts (ids ascending) in one transaction."""
+    """Score one batch of accounts (ids ascending) in one transaction. The collector resumes
+    once the batch's objects are gone, so it has nothing of theirs to scan."""
+    with _gc_paused():
+        return _score_part(engine, model, day, part)
+
+
+def _score_part(
+    engine: Engine, model: ScoringModel, day: date, part: Sequence[int]
+) -> tuple[WriteReport, int]:
     now = day_end(day)
     dense = part[-1] - part[0] < 2 * len(part)  # an id range reads no more than twice the rows
-    with _gc_paused(), session_scope(engine) as session:
+    with session_scope(engine) as session:
         accounts = accounts_by_id(session=session, ids=part, columns=ACCOUNT_COLUMNS)
         stats = signal_stats(
             session=session,
@@ -146,17 +154,7 @@ def _rescore_part(
             account_ids=None if dense else part,
             needs=model.needs(),
         )
-        prev = score_states_as_of(session=session, ids=part, lo=None, hi=day - timedelta(days=1))
-        ago30 = score_states_as_of(
-            session=session,
-            ids=part,
-            lo=day - timedelta(37),
-            hi=day - timedelta(30),
-            components=True,
-        )
-        ago90 = score_states_as_of(
-            session=session, ids=part, lo=day - timedelta(97), hi=day - timedelta(90)
-        )
+        history = score_history(session=session, ids=part, day=day)
         rows = []
         for a in accounts:
             result = score(
@@ -164,7 +162,7 @@ def _rescore_part(
                 model,
                 account=context(a),
                 now=now,
-                prior=prior_state(prev.get(a.id), ago30.get(a.id), ago90.get(a.id)),
+                prior=prior_state(**history[a.id]),
             )
             if result is not None:
                 reason = explain(result, name=a.name, model=model)
@@ -177,7 +175,7 @@ def _rescore_part(
             session=session,
             rows=rows,
             sources={a.id: a.source for a in accounts},
-            previous={(k, day): v for k, v in prev.items()},
+            previous={(k, day): h["prev"] for k, h in history.items() if h["prev"] is not None},
         )
     return written, len(rows)
 

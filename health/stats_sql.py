@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, case, func, null, select
+from sqlalchemy import Select, bindparam, case, func, null, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Integer, String
 from sqlmodel import Session
@@ -45,6 +45,37 @@ def signal_stats(
 ) -> dict[int, dict[str, SignalStats]]:
     """account id -> signal -> statistics at `now`, for an id range [lo, hi) or an id list."""
     postgres = session.get_bind().dialect.name == "postgresql"
+    stmt = statement(
+        now=now, id_range=id_range, account_ids=account_ids, needs=needs, postgres=postgres
+    )
+    out: dict[int, dict[str, SignalStats]] = {}
+    wants = needs.wants_latest
+    if postgres:  # the hot read: plain driver rows, no per-row type processing
+        conn = session.connection()
+        compiled = stmt.compile(dialect=conn.dialect)
+        rows = conn.exec_driver_sql(str(compiled), compiled.params).cursor.fetchall()
+    else:
+        rows = session.execute(stmt)
+    for acc, signal, at, latest, *sums in rows:
+        if latest is not None and not postgres:
+            latest = float(latest) if wants(signal) else None
+        days_since = (now - at).total_seconds() / DAY
+        by_signal = out.get(acc)
+        if by_signal is None:
+            by_signal = out[acc] = {}
+        by_signal[signal] = from_window_sums(latest, at, days_since, *sums)
+    return out
+
+
+def statement(
+    *,
+    now: datetime,
+    id_range: tuple[int, int] | None,
+    account_ids: Sequence[int] | None,
+    needs: Needs,
+    postgres: bool,
+) -> Select:
+    """The grouped pass: account_id, signal, latest_at, latest, then (count, sum) per window."""
     aggregates = []  # (count, sum) of each window; NULLs for a window not needed
     for days in WINDOW_DAYS:
         within = OBS.observed_at >= now - timedelta(days=days)
@@ -84,23 +115,7 @@ def signal_stats(
     else:
         cols = list(stmt.selected_columns)
         stmt = stmt.with_only_columns(*cols[:3], OBS.value, *cols[3:])
-    out: dict[int, dict[str, SignalStats]] = {}
-    wants = needs.wants_latest
-    if postgres:  # the hot read: plain driver rows, no per-row type processing
-        conn = session.connection()
-        compiled = stmt.compile(dialect=conn.dialect)
-        rows = conn.exec_driver_sql(str(compiled), compiled.params).cursor.fetchall()
-    else:
-        rows = session.execute(stmt)
-    for acc, signal, at, latest, *sums in rows:
-        if latest is not None and not postgres:
-            latest = float(latest) if wants(signal) else None
-        days_since = (now - at).total_seconds() / DAY
-        by_signal = out.get(acc)
-        if by_signal is None:
-            by_signal = out[acc] = {}
-        by_signal[signal] = from_window_sums(latest, at, days_since, *sums)
-    return out
+    return stmt
 
 
 def _int_array(ids: list[int]):

@@ -12,7 +12,7 @@ from sqlalchemy import event, func, select
 from health.db import session_scope
 from health.models import Account, OutboxItem, Score, ScoreChange
 from health.records import AccountRecord, AccountRef, Batch, ObservationRecord
-from health.repo import score_states_as_of, scores_as_of, store_batch
+from health.repo import score_history, score_states_as_of, scores_as_of, store_batch
 from health.scoring.model import load_model
 from health.scoring.stats import Needs, summarize
 from health.scoring_service import day_end, rescore
@@ -187,6 +187,38 @@ def test_score_states_carry_what_the_full_scores_do(engine):
             for acc, row in light.items():
                 for col in row._fields:
                     assert getattr(row, col) == getattr(full[acc], col), (lo, hi, col)
+
+
+def test_score_history_reads_the_three_days_scoring_looks_back_to(engine):
+    seed(engine, n_accounts=3, days=60)
+    for d in (40, 35, 31, 5, 1):
+        rescore(engine, MODEL, day=DAY - timedelta(days=d))
+    with session_scope(engine) as s:
+        ids = sorted(a.id for a in s.exec(select(Account)).scalars())
+        history = score_history(session=s, ids=ids + [10**6], day=DAY)
+        full = {
+            "prev": scores_as_of(session=s, ids=ids, lo=None, hi=DAY - timedelta(1)),
+            "ago30": scores_as_of(
+                session=s, ids=ids, lo=DAY - timedelta(37), hi=DAY - timedelta(30)
+            ),
+            "ago90": scores_as_of(
+                session=s, ids=ids, lo=DAY - timedelta(97), hi=DAY - timedelta(90)
+            ),
+        }
+    assert history[10**6] == {"prev": None, "ago30": None, "ago90": None}  # no scores yet
+    for acc in ids:
+        assert history[acc]["ago90"] is None  # nothing scored 90 days back
+        for key in ("prev", "ago30"):
+            got, want = history[acc][key], full[key][acc]
+            assert (got.total, got.tier, got.announced_tier, got.pending_since) == (
+                want.total,
+                want.tier,
+                want.announced_tier,
+                want.pending_since,
+            )
+        assert history[acc]["ago30"].components == full["ago30"][acc].components
+        assert full["prev"][acc].score_date == DAY - timedelta(1)
+        assert full["ago30"][acc].score_date == DAY - timedelta(31)
 
 
 def test_parallel_rescore_writes_what_a_single_process_does(engine):
