@@ -8,25 +8,6 @@ from health.models import Score
 from health.scoring.engine import PriorState, ScoreResult
 
 
-def breakdown(result: ScoreResult) -> dict:
-    """Compact component breakdown: {component: {score, share, age_days, stale,
-    metrics: {metric: [value, score]}}} (missing metrics are left out)."""
-    out = {}
-    for c in result.components:  # the rescore's hot path: one comprehension per component
-        out[c.key] = {
-            "score": None if c.score is None else round(c.score, 1),
-            "share": round(c.share, 4),
-            "age_days": None if c.age_days is None else round(c.age_days, 1),
-            "stale": c.stale,
-            "metrics": {
-                m.key: [round(m.value, 4), round(m.score, 1)]
-                for m in c.metrics
-                if m.value is not None
-            },
-        }
-    return out
-
-
 def metric_values(components: dict | None) -> dict[str, float]:
     return {
         key: values[0]
@@ -50,7 +31,7 @@ def score_row(
         "confidence": result.confidence,
         "trend_30d": result.trend_30d,
         "trend_90d": result.trend_90d,
-        "components": breakdown(result),
+        "components": result.breakdown,
         "drivers": [
             {
                 "metric": d.metric,

@@ -19,7 +19,7 @@ from health.db import session_scope
 from health.models import Account, Observation, OutboxItem, Score, ScoreChange
 from health.repo import accounts_by_id, bulk_upsert, chunked, score_history
 from health.scorebook import prior_state, score_row
-from health.scoring.engine import AccountContext, score
+from health.scoring.engine import AccountContext, score_many
 from health.scoring.explain import explain
 from health.scoring.model import ScoringModel
 from health.scoring.stats import SignalSeries
@@ -155,22 +155,24 @@ def _score_part(
             needs=model.needs(),
         )
         history = score_history(session=session, ids=part, day=day)
-        rows = []
-        for a in accounts:
-            result = score(
-                stats.get(a.id, {}),
-                model,
-                account=context(a),
-                now=now,
-                prior=prior_state(**history[a.id]),
+        results = score_many(
+            [stats.get(a.id, {}) for a in accounts],
+            model,
+            accounts=[context(a) for a in accounts],
+            priors=[prior_state(**history[a.id]) for a in accounts],
+            now=now,
+        )
+        rows = [
+            score_row(
+                result,
+                account_id=a.id,
+                score_date=day,
+                computed_at=now,
+                reason=explain(result, name=a.name, model=model),
             )
-            if result is not None:
-                reason = explain(result, name=a.name, model=model)
-                rows.append(
-                    score_row(
-                        result, account_id=a.id, score_date=day, computed_at=now, reason=reason
-                    )
-                )
+            for a, result in zip(accounts, results, strict=True)
+            if result is not None
+        ]
         written = write_scores(
             session=session,
             rows=rows,
@@ -328,20 +330,24 @@ def _replay(
     with session_scope(engine) as session:
         series = _load_series(session, [a.id for a in part])
     rows = []
-    for a in part:
-        ctx, history = context(a), {}
-        account_series = series.get(a.id, {})
-        for d in days:
-            now = day_end(d)
-            stats = {}
-            for sig, s in account_series.items():
+    contexts = [context(a) for a in part]
+    histories: list[dict] = [{} for _ in part]
+    for d in days:  # every account of the part on one day at once
+        now = day_end(d)
+        stats = []
+        for a in part:
+            at_day = {}
+            for sig, s in series.get(a.id, {}).items():
                 st = s.stats_at(now)
                 if st is not None:
-                    stats[sig] = st
-            prior = prior_state(
-                history.get(d - timedelta(days=1)), _near(history, d, 30), _near(history, d, 90)
-            )
-            result = score(stats, model, account=ctx, prior=prior, now=now)
+                    at_day[sig] = st
+            stats.append(at_day)
+        priors = [
+            prior_state(h.get(d - timedelta(days=1)), _near(h, d, 30), _near(h, d, 90))
+            for h in histories
+        ]
+        results = score_many(stats, model, accounts=contexts, priors=priors, now=now)
+        for a, history, result in zip(part, histories, results, strict=True):
             if result is None:
                 continue
             row = score_row(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
 
-from health.scoring.model import TIERS, Bands, ComponentDef, MetricDef, ScoringModel
-from health.scoring.stats import SignalStats
+import numpy as np
 
-EVENT_STATS = ("sum_30d", "sum_90d")
+from health.scoring.model import TIERS, Bands, ScoringModel
+from health.scoring.stats import SignalStats
+from health.scoring.vector import Plan, compute
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,118 +82,24 @@ class ScoreResult(NamedTuple):
     bands: Bands
     stages: tuple[str, ...]
     model_version: str
+    # as stored: {component: {score, share, age_days, stale, metrics: {metric: [value, score]}}}
+    # (rounded; metrics without data left out)
+    breakdown: dict
 
     def metric_values(self) -> dict[str, float]:
         return {m.key: m.value for c in self.components for m in c.metrics if m.value is not None}
 
 
-def interpolate(points: tuple[tuple[float, float], ...], x: float) -> float:
-    if x <= points[0][0]:
-        return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
-        if x <= x1:
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return points[-1][1]
+_PLANS: dict[int, tuple[ScoringModel, Plan]] = {}
 
 
-_FIELD = {name: i for i, name in enumerate(SignalStats._fields)}
-
-
-class _MetricPlan:
-    """One metric, compiled: where its value sits in the statistics, how it maps to points."""
-
-    __slots__ = (
-        "key", "metric", "label", "signal", "format", "points", "weight_share",
-        "stat", "event", "ratio", "ratio_signal", "ratio_stat",
-    )  # fmt: skip
-
-    @classmethod
-    def of(cls, key: str, m: MetricDef, weight_share: float) -> _MetricPlan:
-        self = cls()
-        self.key, self.metric, self.weight_share = key, m, weight_share
-        self.label, self.signal, self.format, self.points = m.label, m.signal, m.format, m.points
-        self.stat, self.event = _FIELD[m.stat], m.stat in EVENT_STATS
-        # ratio: 0 none, 1 the signal's own baseline, 2 another signal's statistic
-        self.ratio, self.ratio_signal, self.ratio_stat = 0, "", 0
-        if m.ratio_to == "baseline":
-            self.ratio, self.ratio_stat = 1, _FIELD["baseline"]
-        elif m.ratio_to:
-            signal, _, stat = m.ratio_to.partition(".")
-            self.ratio, self.ratio_signal, self.ratio_stat = 2, signal, _FIELD[stat]
-        return self
-
-    def value(self, stats: Mapping[str, SignalStats], source_seen: bool) -> float | None:
-        s = stats.get(self.signal)
-        if s is None:
-            # An event that never happened is a zero, as long as its source reports at all.
-            return 0.0 if self.event and source_seen else None
-        value = s[self.stat]
-        if value is None:
-            if not self.event:
-                return None
-            value = 0.0
-        if not self.ratio:
-            return value
-        if self.ratio == 1:
-            ref = s[self.ratio_stat]
-        else:
-            other = stats.get(self.ratio_signal)
-            ref = other[self.ratio_stat] if other is not None else None
-        return value / ref if ref else None
-
-
-@dataclass(frozen=True, slots=True)
-class _ComponentPlan:
-    key: str
-    comp: ComponentDef
-    signals: tuple[str, ...]  # distinct signals of its metrics
-    metrics: tuple[_MetricPlan, ...]
-    weight_share: float  # of the model's total weight
-
-
-class _Plan:
-    """What `score` derives from a model alone, derived once per model (models are frozen)."""
-
-    __slots__ = ("model", "components", "points", "hard_events", "bands", "shares")
-
-    def __init__(self, model: ScoringModel):
-        self.model = model
-        full = model.total_weight
-        comps = []
-        for ckey, comp in model.components.items():
-            metric_weight = sum(m.weight for m in comp.metrics.values())
-            metrics = tuple(
-                _MetricPlan.of(mkey, m, m.weight / metric_weight)
-                for mkey, m in comp.metrics.items()
-            )
-            signals = tuple(dict.fromkeys(m.signal for m in comp.metrics.values()))
-            comps.append(_ComponentPlan(ckey, comp, signals, metrics, comp.weight / full))
-        self.components = tuple(comps)
-        self.points = {k: m.points for c in model.components.values() for k, m in c.metrics.items()}
-        self.hard_events = tuple((k, e.signal, e.within_days) for k, e in model.hard_events.items())
-        self.bands: dict[tuple, Bands] = {}  # (segment, adjust) -> adjusted bands
-        self.shares: dict[tuple, dict[str, float]] = {}  # present metrics -> their shares
-
-    def shares_of(self, present: dict[str, dict[str, float]]) -> dict[str, float]:
-        key = tuple(m for values in present.values() for m in values)
-        hit = self.shares.get(key)
-        if hit is None:
-            if len(self.shares) >= 4096:  # bounded: a model has few presence patterns
-                self.shares.clear()
-            hit = self.shares[key] = _shares(self.model, present)
-        return hit
-
-
-_PLANS: dict[int, tuple[ScoringModel, _Plan]] = {}
-
-
-def _plan(model: ScoringModel) -> _Plan:
+def _plan(model: ScoringModel) -> Plan:
     hit = _PLANS.get(id(model))
     if hit is not None and hit[0] is model:
         return hit[1]
     if len(_PLANS) >= 16:  # a long-lived process that reloads its model keeps a few
         _PLANS.clear()
-    plan = _Plan(model)
+    plan = Plan(model)
     _PLANS[id(model)] = (model, plan)  # the model is kept alive, so its id stays its own
     return plan
 
@@ -252,28 +159,6 @@ def announce(
     return current, since, False
 
 
-def _shares(model: ScoringModel, present: dict[str, dict[str, float]]) -> dict[str, float]:
-    """metric key -> share of the total, renormalised over the metrics that have data."""
-    comp_total = sum(model.components[c].weight for c in present)
-    shares: dict[str, float] = {}
-    for ckey, values in present.items():
-        comp = model.components[ckey]
-        metric_total = sum(comp.metrics[m].weight for m in values)
-        for mkey in values:
-            shares[mkey] = comp.weight / comp_total * comp.metrics[mkey].weight / metric_total
-    capped = {
-        m: d.max_share
-        for c in present
-        for m, d in model.components[c].metrics.items()
-        if m in shares and d.max_share is not None and shares[m] > d.max_share
-    }
-    free = sum(v for k, v in shares.items() if k not in capped)
-    if capped and free > 0:
-        scale = (1 - sum(capped.values())) / free
-        shares = {k: capped.get(k, v * scale) for k, v in shares.items()}
-    return shares
-
-
 def score(
     stats: Mapping[str, SignalStats],
     model: ScoringModel,
@@ -283,135 +168,145 @@ def score(
     now: datetime,
 ) -> ScoreResult | None:
     """Score one account at `now`; None when no metric has any data."""
-    today = now.date()
-    plan = _plan(model)
-    values: dict[str, dict[str, float]] = {}
-    ages: list[float | None] = []
-    for cp in plan.components:
-        age = None
-        for sig in cp.signals:
-            st = stats.get(sig)
-            if st is not None and (age is None or st.days_since < age):
-                age = st.days_since
-        ages.append(age)
-        got = {}
-        for mp in cp.metrics:
-            v = mp.value(stats, age is not None)
-            if v is not None:
-                got[mp.key] = v
-        if got:
-            values[cp.key] = got
-    if not values:
-        return None
+    return score_many([stats], model, accounts=[account], priors=[prior], now=now)[0]
 
-    shares = plan.shares_of(values)
-    components, total, confidence = [], 0.0, 0.0
-    empty: dict[str, float] = {}
-    for cp, age in zip(plan.components, ages, strict=True):
-        got = values.get(cp.key, empty)
-        stale = age is not None and age > cp.comp.stale_after_days
-        metrics, comp_share, comp_points = [], 0.0, 0.0
-        for mp in cp.metrics:
-            v = got.get(mp.key)
-            if v is None:
-                metrics.append(
-                    MetricResult(mp.key, mp.label, mp.signal, mp.format, None, None, 0.0)
+
+def score_many(
+    stats: Sequence[Mapping[str, SignalStats]],
+    model: ScoringModel,
+    *,
+    accounts: Sequence[AccountContext],
+    priors: Sequence[PriorState],
+    now: datetime,
+) -> list[ScoreResult | None]:
+    """Score many accounts at `now` (the arithmetic for all at once, see `vector`); per
+    account its result, or None when no metric has any data."""
+    plan = _plan(model)
+    a = compute(plan, stats, [p.metrics_30d_ago for p in priors])
+    today = now.date()
+    hold, flat, version = model.tiers.hold_days, model.trend.flat_points, model.version
+    comp_defs = [
+        (c, key, model.components[key], plan.component_metrics[c])
+        for c, key in enumerate(plan.component_keys)
+    ]
+    hard_keys = [key for key, *_ in plan.hard_events]
+
+    def rows(arr, digits: int | None = None) -> list:
+        """Per account, a plain list (numpy element access is slow one by one)."""
+        return (arr if digits is None else np.round(arr, digits)).T.tolist()
+
+    present = a.present.tolist()
+    values, scores, shares = rows(a.values), rows(a.scores), rows(a.shares)
+    moved_all, before_all = rows(a.moved), rows(a.before)
+    c_shares, c_scores, ages, stale_all = (
+        rows(a.comp_shares),
+        rows(a.comp_scores),
+        rows(a.ages),
+        rows(a.stale),
+    )
+    # what is stored, rounded once for the whole batch
+    s_values, s_scores = rows(a.values, 4), rows(a.scores, 1)
+    s_shares, s_comp_scores, s_ages = (
+        rows(a.comp_shares, 4),
+        rows(a.comp_scores, 1),
+        rows(a.ages, 1),
+    )
+    totals, confidence = a.totals.tolist(), a.confidence.tolist()
+    hard_all = [h.tolist() for h in a.hard]
+    out: list[ScoreResult | None] = []
+    for i, (account, prior) in enumerate(zip(accounts, priors, strict=True)):
+        if not present[i]:
+            out.append(None)
+            continue
+        vals, scs, shs, mov, bef = values[i], scores[i], shares[i], moved_all[i], before_all[i]
+        sv, ss = s_values[i], s_scores[i]
+        age_i, stale_i, cs_i, csc_i = ages[i], stale_all[i], c_shares[i], c_scores[i]
+        moved, costs, components, stored = [], [], [], {}
+        for c, ckey, comp, metric_defs in comp_defs:
+            metrics, kept = [], {}
+            for j, key, m in metric_defs:
+                v = vals[j]
+                if v != v:  # NaN: no data
+                    metrics.append(MetricResult(key, m.label, m.signal, m.format, None, None, 0.0))
+                    continue
+                s, share = scs[j], shs[j]
+                metrics.append(MetricResult(key, m.label, m.signal, m.format, v, s, share))
+                kept[key] = [sv[j], ss[j]]
+                impact = mov[j]
+                if impact == impact and abs(impact) >= 1.0:
+                    moved.append(Driver(key, m.signal, m.label, m.format, bef[j], v, impact))
+                cost = share * (s - 100)
+                if cost <= -1.0:
+                    costs.append(Driver(key, m.signal, m.label, m.format, None, v, cost))
+            cscore, age = csc_i[c], age_i[c]
+            components.append(
+                ComponentResult(
+                    ckey,
+                    comp.label,
+                    comp.weight,
+                    cs_i[c],
+                    None if cscore != cscore else cscore,
+                    None if age != age else age,
+                    stale_i[c],
+                    tuple(metrics),
                 )
-                continue
-            s = interpolate(mp.points, v)
-            share = shares[mp.key]
-            comp_share += share
-            comp_points += share * s
-            confidence += cp.weight_share * mp.weight_share * (0.5 if stale else 1.0)
-            metrics.append(MetricResult(mp.key, mp.label, mp.signal, mp.format, v, s, share))
-        total += comp_points
-        components.append(
-            ComponentResult(
-                cp.key,
-                cp.comp.label,
-                cp.comp.weight,
-                comp_share,
-                comp_points / comp_share if comp_share else None,
-                age,
-                stale,
-                tuple(metrics),
+            )
+            stored[ckey] = {
+                "score": None if cscore != cscore else s_comp_scores[i][c],
+                "share": s_shares[i][c],
+                "age_days": None if age != age else s_ages[i][c],
+                "stale": stale_i[c],
+                "metrics": kept,
+            }
+        total = round(min(100.0, max(0.0, totals[i])), 1)
+        bands, stages = tier_bands(model, account, today)
+        raw = tier_for(total, bands)
+        hard = tuple(k for k, h in zip(hard_keys, hard_all, strict=True) if h[i])
+        announced, pending, changed = announce(
+            raw, prior, hard_event=bool(hard), today=today, hold_days=hold
+        )
+        trend_30 = None if prior.total_30d_ago is None else round(total - prior.total_30d_ago, 1)
+        trend_90 = None if prior.total_90d_ago is None else round(total - prior.total_90d_ago, 1)
+        if trend_30 is None:
+            trend = "new"
+        else:
+            trend = "up" if trend_30 > flat else "down" if trend_30 < -flat else "flat"
+        out.append(
+            ScoreResult(
+                total=total,
+                tier=raw,
+                announced_tier=announced,
+                pending_since=pending,
+                tier_announced=changed,
+                hard_events=hard,
+                components=tuple(components),
+                confidence=round(confidence[i], 3),
+                trend_30d=trend_30,
+                trend_90d=trend_90,
+                trend=trend,
+                drivers=pick_drivers(moved, costs, trend),
+                bands=bands,
+                stages=stages,
+                model_version=version,
+                breakdown=stored,
             )
         )
-
-    total = round(min(100.0, max(0.0, total)), 1)
-    bands, stages = tier_bands(model, account, today)
-    raw = tier_for(total, bands)
-    hard = tuple(
-        key
-        for key, signal, within_days in plan.hard_events
-        if (s := stats.get(signal)) and (s.latest or 0) > 0 and s.days_since <= within_days
-    )
-    announced, pending, changed = announce(
-        raw, prior, hard_event=bool(hard), today=today, hold_days=model.tiers.hold_days
-    )
-    trend_30 = None if prior.total_30d_ago is None else round(total - prior.total_30d_ago, 1)
-    trend_90 = None if prior.total_90d_ago is None else round(total - prior.total_90d_ago, 1)
-    flat = model.trend.flat_points
-    if trend_30 is None:
-        trend = "new"
-    else:
-        trend = "up" if trend_30 > flat else "down" if trend_30 < -flat else "flat"
-    comps = tuple(components)
-    return ScoreResult(
-        total=total,
-        tier=raw,
-        announced_tier=announced,
-        pending_since=pending,
-        tier_announced=changed,
-        hard_events=hard,
-        components=comps,
-        confidence=round(confidence, 3),
-        trend_30d=trend_30,
-        trend_90d=trend_90,
-        trend=trend,
-        drivers=drivers(model, comps, prior, trend),
-        bands=bands,
-        stages=stages,
-        model_version=model.version,
-    )
+    return out
 
 
-def drivers(
-    model: ScoringModel,
-    components: tuple[ComponentResult, ...],
-    prior: PriorState,
-    trend: str,
-    *,
-    limit: int = 3,
+def pick_drivers(
+    moved: list[Driver], costs: list[Driver], trend: str, *, limit: int = 3
 ) -> tuple[Driver, ...]:
-    """Which metrics moved the score over 30 days (from what to what); without such movement,
-    the metrics that cost it the most points."""
-    points = _plan(model).points
-    moved, costs = [], []
-    for comp in components:
-        for m in comp.metrics:
-            if m.value is None or m.score is None:
-                continue
-            before = prior.metrics_30d_ago.get(m.key)
-            if before is not None:
-                impact = m.share * (m.score - interpolate(points[m.key], before))
-                if abs(impact) >= 1.0:
-                    moved.append(
-                        Driver(m.key, m.signal, m.label, m.format, before, m.value, impact)
-                    )
-            cost = m.share * (m.score - 100)
-            if cost <= -1.0:
-                costs.append(Driver(m.key, m.signal, m.label, m.format, None, m.value, cost))
+    """Which metrics moved the score over 30 days (from what to what), in the direction of the
+    trend; without such movement, the metrics that cost it the most points."""
     if trend == "up":
-        moved.sort(key=lambda d: -d.impact)
+        moved = sorted((d for d in moved if d.impact > 0), key=lambda d: -d.impact)
+    elif trend == "down":
+        moved = sorted((d for d in moved if d.impact < 0), key=lambda d: d.impact)
     else:
-        moved.sort(key=lambda d: d.impact if trend == "down" else -abs(d.impact))
-    if trend == "down":
-        moved = [d for d in moved if d.impact < 0]
-    elif trend == "up":
-        moved = [d for d in moved if d.impact > 0]
+        moved = sorted(moved, key=lambda d: -abs(d.impact))
     picked = moved[:limit]
     names = {d.metric for d in picked}
-    costs.sort(key=lambda d: d.impact)
+    costs = sorted(costs, key=lambda d: d.impact)
     picked += [d for d in costs if d.metric not in names][: limit - len(picked)]
     return tuple(picked)

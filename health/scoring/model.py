@@ -86,7 +86,7 @@ class ComponentDef(_Frozen):
     label: str
     weight: float = Field(gt=0)
     stale_after_days: int = Field(default=7, gt=0)
-    metrics: dict[str, MetricDef]
+    metrics: dict[str, MetricDef] = Field(min_length=1)
 
 
 class Bands(_Frozen):

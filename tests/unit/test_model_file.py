@@ -67,6 +67,11 @@ def test_default_model_loads():
             "Input should be",
         ),
         (lambda d: d.pop("version"), "version", "Field required"),
+        (
+            lambda d: d["components"]["commercial"].update(metrics={}),
+            "components.commercial.metrics",
+            "at least 1 item",
+        ),
     ],
 )
 def test_invalid_model_names_file_key_and_problem(tmp_path, edit, key, message):

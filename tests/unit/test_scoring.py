@@ -12,14 +12,15 @@ from health.scoring.engine import (
     AccountContext,
     PriorState,
     announce,
-    interpolate,
     score,
+    score_many,
     tier_bands,
     tier_for,
 )
 from health.scoring.explain import explain
 from health.scoring.model import TIERS, load_model, parse_model
 from health.scoring.stats import SignalStats
+from health.scoring.vector import interpolate
 from health.settings import DEFAULT_MODEL_PATH
 
 MODEL = load_model(DEFAULT_MODEL_PATH)
@@ -199,9 +200,9 @@ def test_bands_follow_segment_and_lifecycle():
 
 def test_interpolation_is_piecewise_linear_and_flat_beyond_the_ends():
     pts = ((0.4, 0.0), (0.6, 50.0), (0.8, 100.0))
-    assert [interpolate(pts, x) for x in (0.1, 0.4, 0.5, 0.7, 0.8, 3)] == pytest.approx(
-        [0, 0, 25, 75, 100, 100]
-    )
+    got = interpolate(pts, [0.1, 0.4, 0.5, 0.7, 0.8, 3, float("nan")])
+    assert list(got[:6]) == pytest.approx([0, 0, 25, 75, 100, 100])
+    assert got[6] != got[6]  # no value, no score
 
 
 def test_trend_and_drivers_explain_a_decline():
@@ -238,3 +239,33 @@ def test_each_model_scores_with_its_own_weights_and_bands():
         b = score(stats, other, account=onboarding, prior=NEW, now=NOW)
         assert b.total < a.total and b.bands.healthy == a.bands.healthy - 15 == 60
         assert a == score(stats, MODEL, account=onboarding, prior=NEW, now=NOW)
+
+
+priors = st.builds(
+    lambda total, moved: PriorState(
+        tier="monitor",
+        announced_tier="monitor",
+        total=total,
+        total_30d_ago=total,
+        metrics_30d_ago=moved,
+    ),
+    st.floats(min_value=0, max_value=100),
+    st.dictionaries(st.sampled_from(sorted(MODEL.components["product_usage"].metrics)), finite),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.just({}), stats_maps), priors), min_size=1, max_size=8))
+def test_a_batch_scores_each_account_as_scoring_it_alone_does(accounts):
+    together = score_many(
+        [s for s, _ in accounts],
+        MODEL,
+        accounts=[AccountContext(name=f"A{i}") for i in range(len(accounts))],
+        priors=[p for _, p in accounts],
+        now=NOW,
+    )
+    for i, ((stats, prior), got) in enumerate(zip(accounts, together, strict=True)):
+        alone = score(stats, MODEL, account=AccountContext(name=f"A{i}"), prior=prior, now=NOW)
+        assert got == alone
+        if not stats:
+            assert got is None  # no statistics, no score
