@@ -19,11 +19,11 @@ from health.db import session_scope
 from health.models import Account, Observation, OutboxItem, Score, ScoreChange
 from health.repo import accounts_by_id, bulk_upsert, chunked, score_history
 from health.scorebook import prior_state, score_row
-from health.scoring.engine import AccountContext, score_many
+from health.scoring.engine import AccountContext, plan_of, score_columns, score_many
 from health.scoring.explain import explain
 from health.scoring.model import ScoringModel
 from health.scoring.stats import SignalSeries
-from health.stats_sql import signal_stats
+from health.stats_sql import stats_columns
 
 WRITEBACK_TARGETS = ("salesforce", "hubspot")
 ACCOUNT_COLUMNS = ("name", "segment", "customer_since", "renewal_date", "source")
@@ -147,16 +147,18 @@ def _score_part(
     dense = part[-1] - part[0] < 2 * len(part)  # an id range reads no more than twice the rows
     with session_scope(engine) as session:
         accounts = accounts_by_id(session=session, ids=part, columns=ACCOUNT_COLUMNS)
-        stats = signal_stats(
+        ids = [a.id for a in accounts]
+        stats = stats_columns(
             session=session,
             now=now,
-            id_range=(part[0], part[-1] + 1) if dense else None,
-            account_ids=None if dense else part,
+            ids=ids,
+            columns=plan_of(model).columns,
             needs=model.needs(),
+            dense=dense,
         )
         history = score_history(session=session, ids=part, day=day)
-        results = score_many(
-            [stats.get(a.id, {}) for a in accounts],
+        results = score_columns(
+            stats,
             model,
             accounts=[context(a) for a in accounts],
             priors=[prior_state(**history[a.id]) for a in accounts],

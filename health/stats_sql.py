@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, bindparam, case, func, null, select
+import numpy as np
+from sqlalchemy import DateTime, Float, Select, and_, bindparam, case, cast, func, null, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Integer, String
 from sqlmodel import Session
@@ -31,6 +32,7 @@ from health.scoring.stats import (
     SignalStats,
     from_window_sums,
 )
+from health.scoring.vector import fill, scatter
 
 OBS = Observation.__table__.c  # type: ignore[attr-defined]
 
@@ -65,6 +67,68 @@ def signal_stats(
             by_signal = out[acc] = {}
         by_signal[signal] = from_window_sums(latest, at, days_since, *sums)
     return out
+
+
+def stats_columns(
+    *,
+    session: Session,
+    now: datetime,
+    ids: Sequence[int],
+    columns: Sequence[tuple[str, int]],
+    needs: Needs = ALL,
+    dense: bool = True,
+) -> np.ndarray:
+    """The statistics of accounts `ids` (ascending) at `now`, laid out as `columns`: one row per
+    (signal, SignalStats field), one column per account, NaN where missing (`vector.fill`).
+    On PostgreSQL the fields are derived in SQL and the rows arrive as numbers only; `dense`:
+    read the id range from the first id to the last rather than the id list."""
+    if not ids:
+        return np.full((len(columns), 0), np.nan)
+    bounds = {
+        "id_range": (ids[0], ids[-1] + 1) if dense else None,
+        "account_ids": None if dense else ids,
+    }
+    if session.get_bind().dialect.name != "postgresql":
+        stats = signal_stats(session=session, now=now, needs=needs, **bounds)
+        return fill(columns, [stats.get(i, {}) for i in ids])
+    signals = list(dict.fromkeys(signal for signal, _ in columns))
+    t = statement(now=now, needs=needs, postgres=True, **bounds).subquery("t")
+    c = list(t.c)  # account_id, signal, latest_at, latest, (count, sum) per window
+    sums = {days: (c[4 + 2 * i], c[5 + 2 * i]) for i, days in enumerate(WINDOW_DAYS)}
+
+    def avg(days: int):
+        n, total = sums[days]
+        return total / func.nullif(n, 0)
+
+    def total(days: int):
+        n, s = sums[days]
+        return case((n > 0, func.coalesce(s, 0.0)))
+
+    (n90, s90), (n180, s180) = sums[90], sums[180]
+    old_n = n180 - n90
+    baseline = case(
+        (old_n > 0, (func.coalesce(s180, 0.0) - func.coalesce(s90, 0.0)) / old_n),
+        (and_(n90.isnot(None), n180 > 0), func.coalesce(s180, 0.0) / n180),
+    )
+    age = func.date_part("epoch", bindparam("now", now, type_=DateTime(timezone=True)) - c[2])
+    fields = {
+        "latest": c[3],
+        "latest_at": null(),  # the engine reads the age, not the instant
+        "avg_7d": avg(7),
+        "avg_30d": avg(30),
+        "avg_90d": avg(90),
+        "sum_30d": total(30),
+        "sum_90d": total(90),
+        "baseline": baseline,
+        "days_since": age / DAY,
+    }
+    assert list(fields) == list(SignalStats._fields)
+    position = func.array_position(bindparam("signals", signals, type_=ARRAY(String)), c[1]) - 1
+    stmt = select(c[0], position, *(cast(f, Float) for f in fields.values()))
+    conn = session.connection()
+    compiled = stmt.compile(dialect=conn.dialect)
+    rows = conn.exec_driver_sql(str(compiled), compiled.params).cursor.fetchall()
+    return scatter(columns, signals, ids, rows)
 
 
 def statement(

@@ -11,7 +11,7 @@ import numpy as np
 
 from health.scoring.model import TIERS, Bands, ScoringModel
 from health.scoring.stats import SignalStats
-from health.scoring.vector import Plan, compute
+from health.scoring.vector import Plan, compute_columns, fill
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,11 @@ class ScoreResult(NamedTuple):
 
 
 _PLANS: dict[int, tuple[ScoringModel, Plan]] = {}
+
+
+def plan_of(model: ScoringModel) -> Plan:
+    """The model compiled for scoring (its statistics columns: `plan_of(model).columns`)."""
+    return _plan(model)
 
 
 def _plan(model: ScoringModel) -> Plan:
@@ -181,8 +186,22 @@ def score_many(
 ) -> list[ScoreResult | None]:
     """Score many accounts at `now` (the arithmetic for all at once, see `vector`); per
     account its result, or None when no metric has any data."""
+    x = fill(plan_of(model).columns, stats)
+    return score_columns(x, model, accounts=accounts, priors=priors, now=now)
+
+
+def score_columns(
+    x: np.ndarray,
+    model: ScoringModel,
+    *,
+    accounts: Sequence[AccountContext],
+    priors: Sequence[PriorState],
+    now: datetime,
+) -> list[ScoreResult | None]:
+    """`score_many`, from statistics already laid out as `plan_of(model).columns`: one row per
+    (signal, statistic), one column per account (`vector.fill` or `vector.scatter`)."""
     plan = _plan(model)
-    a = compute(plan, stats, [p.metrics_30d_ago for p in priors])
+    a = compute_columns(plan, x, [p.metrics_30d_ago for p in priors])
     today = now.date()
     hold, flat, version = model.tiers.hold_days, model.trend.flat_points, model.version
     comp_defs = [

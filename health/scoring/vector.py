@@ -100,10 +100,7 @@ class Plan:
             zip(self.metric_keys, self.metrics, self.ops, strict=True)
         ):
             self.component_metrics[op.component].append((j, key, m))
-        # per signal: (column, field) pairs to fill from its SignalStats
-        self.slots: dict[str, list[tuple[int, int]]] = {}
-        for i, (signal, f) in enumerate(self.columns):
-            self.slots.setdefault(signal, []).append((i, f))
+        self.signals = list(dict.fromkeys(signal for signal, _ in self.columns))
         m_comp = np.array([op.component for op in self.ops])
         self.m_comp = m_comp
         # metrics are in component order: each component's rows start here (for reduceat,
@@ -142,6 +139,42 @@ class Arrays:
     moved: np.ndarray  # (metrics, accounts) points of the total gained since then
 
 
+def fill(columns: Sequence[tuple[str, int]], stats: Sequence[Mapping[str, SignalStats]]):
+    """Statistics per account laid out as `columns` ((signal, SignalStats field) rows, one
+    column per account, NaN where missing)."""
+    n = len(stats)
+    cols = [[NAN] * n for _ in columns]
+    slots: dict[str, list[tuple[int, int]]] = {}
+    for k, (signal, f) in enumerate(columns):
+        slots.setdefault(signal, []).append((k, f))
+    for i, by_signal in enumerate(stats):
+        for signal, s in by_signal.items():
+            for k, f in slots.get(signal, ()):
+                v = s[f]
+                if v is not None:
+                    cols[k][i] = v
+    return np.array(cols, dtype=float).reshape(len(columns), n)
+
+
+def scatter(
+    columns: Sequence[tuple[str, int]], signals: Sequence[str], ids: Sequence[int], table
+) -> np.ndarray:
+    """The same layout as `fill`, from a table with one row per (account, signal): account id,
+    the signal's position in `signals`, then the SignalStats fields (NaN where None). Every
+    account id of the table is one of `ids` (ascending)."""
+    x = np.full((len(columns), len(ids)), NAN)
+    table = np.asarray(table, dtype=float).reshape(-1, 2 + len(SignalStats._fields))
+    where = np.searchsorted(np.asarray(ids), table[:, 0])
+    code = table[:, 1]
+    rows_of: dict[str, np.ndarray] = {}
+    for k, (signal, f) in enumerate(columns):
+        rows = rows_of.get(signal)
+        if rows is None:
+            rows = rows_of[signal] = np.flatnonzero(code == signals.index(signal))
+        x[k, where[rows]] = table[rows, 2 + f]
+    return x
+
+
 def compute(
     plan: Plan,
     stats: Sequence[Mapping[str, SignalStats]],
@@ -149,16 +182,12 @@ def compute(
 ) -> Arrays:
     """The arithmetic of scoring for every account of the batch at once. `before` holds each
     account's metric values of 30 days ago (for the movement of each metric)."""
-    n = len(stats)
-    cols = [[NAN] * n for _ in plan.columns]
-    slots = plan.slots
-    for i, by_signal in enumerate(stats):
-        for signal, s in by_signal.items():
-            for c, f in slots.get(signal, ()):
-                v = s[f]
-                if v is not None:
-                    cols[c][i] = v
-    x = np.array(cols, dtype=float).reshape(len(plan.columns), n)
+    return compute_columns(plan, fill(plan.columns, stats), before)
+
+
+def compute_columns(plan: Plan, x: np.ndarray, before: Sequence[Mapping[str, float]]) -> Arrays:
+    """`compute`, from statistics already laid out as `plan.columns` (see `fill`)."""
+    n = x.shape[1]
     ages = np.array([np.fmin.reduce(x[c], axis=0) for c in plan.component_signals])
     ages = ages.reshape(len(plan.component_signals), n)
     comp_seen = ~np.isnan(ages)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import event, func, select
 
@@ -13,11 +14,13 @@ from health.db import session_scope
 from health.models import Account, OutboxItem, Score, ScoreChange
 from health.records import AccountRecord, AccountRef, Batch, ObservationRecord
 from health.repo import score_history, score_states_as_of, scores_as_of, store_batch
+from health.scoring.engine import plan_of
 from health.scoring.model import load_model
 from health.scoring.stats import Needs, summarize
+from health.scoring.vector import fill
 from health.scoring_service import day_end, rescore
 from health.settings import DEFAULT_MODEL_PATH
-from health.stats_sql import signal_stats
+from health.stats_sql import signal_stats, stats_columns
 
 MODEL = load_model(DEFAULT_MODEL_PATH)
 DAY = date(2026, 11, 1)
@@ -94,6 +97,27 @@ def test_sql_statistics_compute_only_what_the_model_reads(engine):
             assert got.avg_7d == pytest.approx(ref.avg_7d)
             assert got.latest == (ref.latest if signal == "seats" else None)
             assert got.avg_30d is got.avg_90d is got.sum_90d is got.baseline is None
+
+
+def test_statistics_columns_hold_what_the_statistics_do(engine):
+    seed(engine, n_accounts=5, days=50)
+    now = day_end(DAY) - timedelta(hours=5)
+    plan = plan_of(MODEL)
+    with session_scope(engine) as s:
+        ids = sorted(a.id for a in s.exec(select(Account)).scalars())
+        ids = [*ids, 10**6]  # an account with no observations: all NaN
+        stats = signal_stats(session=s, now=now, account_ids=ids, needs=MODEL.needs())
+        by_range = stats_columns(
+            session=s, now=now, ids=ids, columns=plan.columns, needs=MODEL.needs()
+        )
+        by_list = stats_columns(
+            session=s, now=now, ids=ids, columns=plan.columns, needs=MODEL.needs(), dense=False
+        )
+    expected = fill(plan.columns, [stats.get(i, {}) for i in ids])
+    assert by_range.shape == (len(plan.columns), len(ids))
+    assert np.isnan(by_range[:, -1]).all() and not np.isnan(by_range[:, 0]).all()
+    np.testing.assert_allclose(by_range, expected, rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(by_list, by_range)
 
 
 def test_the_default_model_asks_for_what_its_metrics_and_hard_events_read():
