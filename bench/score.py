@@ -263,7 +263,7 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=100_000)
     ap.add_argument("--url", default=ADMIN_URL, help="admin URL of the server to use")
     ap.add_argument("--db", default=DB, help="database to (re)create for the run")
-    ap.add_argument("--batch-size", type=int, default=2000)
+    ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="scoring processes (rescore)"
     )

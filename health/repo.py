@@ -357,6 +357,12 @@ def score_states_as_of(
 
 
 HISTORY = {"prev": (None, 1), "ago30": (37, 30), "ago90": (97, 90)}  # days back: (lo, hi)
+# what scoring reads of each (`health.scorebook.prior_state`); total first
+_HISTORY_COLUMNS = {
+    "prev": ("total", "tier", "announced_tier", "pending_since"),
+    "ago30": ("total", "components"),
+    "ago90": ("total",),
+}
 
 
 def score_history(*, session: Session, ids: Sequence[int], day: date) -> dict[int, dict]:
@@ -382,35 +388,34 @@ def score_history(*, session: Session, ids: Sequence[int], day: date) -> dict[in
     )
     laterals, cols = [], [acc.c.id]
     for k, (lo, hi) in bounds.items():
-        picked = [Score.total, Score.tier, Score.announced_tier, Score.pending_since]
-        if k == "ago30":
-            picked.append(Score.components)
+        picked = [getattr(Score, c) for c in _HISTORY_COLUMNS[k]]
         where = [Score.account_id == acc.c.id, Score.score_date <= hi]
         if lo is not None:
             where.append(Score.score_date >= lo)
         lat = select(*picked).where(*where).order_by(Score.score_date.desc()).limit(1).lateral(k)
         laterals.append(lat)
-        cols += [lat.c[c.key].label(f"{k}_{c.key}") for c in picked]
+        cols += list(lat.c)
     stmt = select(*cols).select_from(acc)
     for lat in laterals:
         stmt = stmt.outerjoin(lat, true())
+    conn = session.connection()  # plain driver rows: one per account, read by position
+    compiled = stmt.compile(dialect=conn.dialect)
     out = {}
-    for row in session.execute(stmt):
-        m = row._mapping
-        out[row.id] = {
-            k: None
-            if m[f"{k}_total"] is None
-            else SimpleNamespace(
-                account_id=row.id,
-                **{c: m[f"{k}_{c}"] for c in _HISTORY_COLUMNS[k]},
-            )
-            for k in HISTORY
-        }
+    for row in conn.exec_driver_sql(str(compiled), compiled.params).cursor.fetchall():
+        found, at = {}, 1
+        for k in HISTORY:
+            names = _HISTORY_COLUMNS[k]
+            values = row[at : at + len(names)]
+            at += len(names)
+            if values[0] is None:  # no score in that window
+                found[k] = None
+                continue
+            state = SimpleNamespace(account_id=row[0], **dict(zip(names, values, strict=True)))
+            if isinstance(getattr(state, "components", None), str | bytes):
+                state.components = orjson.loads(state.components)
+            found[k] = state
+        out[row[0]] = found
     return out
-
-
-_BASE = ("total", "tier", "announced_tier", "pending_since")
-_HISTORY_COLUMNS = {"prev": _BASE, "ago30": (*_BASE, "components"), "ago90": _BASE}
 
 
 def accounts_by_id(*, session: Session, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:

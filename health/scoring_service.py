@@ -67,7 +67,7 @@ def rescore(
     *,
     day: date,
     account_ids: Iterable[int] | None = None,
-    batch_size: int = 2000,
+    batch_size: int = 5000,
     workers: int = 1,
     progress: Progress | None = None,
 ) -> RescoreReport:
