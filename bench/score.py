@@ -282,6 +282,7 @@ def main() -> None:
         say(f"reusing {args.db}: removing the scores of {LAST_DAY} a run left")
         engine = make_engine(url)
         event.listen(engine, "connect", set_session)
+        upgrade(engine)  # a database kept by an older checkout gets the newer migrations
         forget_last_day(engine)
         obs = vacuum(url, "score, scorechange, outboxitem")
     else:

@@ -193,7 +193,7 @@ class OutboxItem(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id")
     target: str = Field(max_length=32)  # salesforce / hubspot
-    score_id: int = Field(foreign_key="score.id")
+    score_id: int = Field(foreign_key="score.id", index=True)
     created_at: datetime = utc_column()
     attempts: int = 0
     last_error: str | None = None

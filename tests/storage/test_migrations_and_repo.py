@@ -63,3 +63,15 @@ def test_store_batch_is_idempotent_and_counts(engine):
         assert value.scalar_one() == 7.0
         assert s.get(SyncState, "salesforce").watermark == "w2"
         assert acc.updated_at.tzinfo is not None
+
+
+def test_migrations_build_the_schema_the_models_declare(engine):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import health.models  # noqa: F401  (the tables)
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == []
