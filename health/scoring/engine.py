@@ -212,7 +212,12 @@ def score_columns(
 
     def rows(arr, digits: int | None = None) -> list:
         """Per account, a plain list (numpy element access is slow one by one)."""
-        return (arr if digits is None else np.round(arr, digits)).T.tolist()
+        if digits is not None:
+            with np.errstate(over="ignore", invalid="ignore"):
+                rounded = np.round(arr, digits)
+            # values too large to scale for rounding stay as they are
+            arr = np.where(np.isfinite(rounded) | ~np.isfinite(arr), rounded, arr)
+        return arr.T.tolist()
 
     present = a.present.tolist()
     values, scores, shares = rows(a.values), rows(a.scores), rows(a.shares)

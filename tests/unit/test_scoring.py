@@ -269,3 +269,10 @@ def test_a_batch_scores_each_account_as_scoring_it_alone_does(accounts):
         assert got == alone
         if not stats:
             assert got is None  # no statistics, no score
+
+
+def test_huge_metric_values_are_stored_as_they_are():
+    stats = {**HEALTHY, "core_features_used": stat(1e305)}
+    result = score(stats, MODEL, account=ACME, prior=NEW, now=NOW)
+    stored = result.breakdown["adoption_depth"]["metrics"]["core_features"]
+    assert stored == [1e305, 100.0]
