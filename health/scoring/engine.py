@@ -11,7 +11,7 @@ import numpy as np
 
 from health.scoring.model import TIERS, Bands, ScoringModel
 from health.scoring.stats import SignalStats
-from health.scoring.vector import Plan, compute_columns, fill
+from health.scoring.vector import Arrays, Plan, compute_columns, fill
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,121 +201,143 @@ def score_columns(
     """`score_many`, from statistics already laid out as `plan_of(model).columns`: one row per
     (signal, statistic), one column per account (`vector.fill` or `vector.scatter`)."""
     plan = _plan(model)
-    a = compute_columns(plan, x, [p.metrics_30d_ago for p in priors])
+    rows = _Rows(compute_columns(plan, x, [p.metrics_30d_ago for p in priors]))
     today = now.date()
-    hold, flat, version = model.tiers.hold_days, model.trend.flat_points, model.version
-    comp_defs = [
-        (c, key, model.components[key], plan.component_metrics[c])
-        for c, key in enumerate(plan.component_keys)
+    return [
+        _result(model, plan, rows, i, account, prior, today) if rows.present[i] else None
+        for i, (account, prior) in enumerate(zip(accounts, priors, strict=True))
     ]
-    hard_keys = [key for key, *_ in plan.hard_events]
 
-    def rows(arr, digits: int | None = None) -> list:
-        """Per account, a plain list (numpy element access is slow one by one)."""
-        if digits is not None:
-            with np.errstate(over="ignore", invalid="ignore"):
-                rounded = np.round(arr, digits)
-            # values too large to scale for rounding stay as they are
-            arr = np.where(np.isfinite(rounded) | ~np.isfinite(arr), rounded, arr)
-        return arr.T.tolist()
 
-    present = a.present.tolist()
-    values, scores, shares = rows(a.values), rows(a.scores), rows(a.shares)
-    moved_all, before_all = rows(a.moved), rows(a.before)
-    c_shares, c_scores, ages, stale_all = (
-        rows(a.comp_shares),
-        rows(a.comp_scores),
-        rows(a.ages),
-        rows(a.stale),
+class _Rows:
+    """The batch's arrays as plain lists per account (numpy element access is slow one by
+    one), and the rounded values the stored breakdown keeps, rounded once for the batch."""
+
+    def __init__(self, a: Arrays):
+        self.present = a.present.tolist()
+        self.values, self.scores, self.shares = _lists(a.values), _lists(a.scores), _lists(a.shares)
+        self.moved, self.before = _lists(a.moved), _lists(a.before)
+        self.comp_shares, self.comp_scores = _lists(a.comp_shares), _lists(a.comp_scores)
+        self.ages, self.stale = _lists(a.ages), _lists(a.stale)
+        self.totals, self.confidence = a.totals.tolist(), a.confidence.tolist()
+        self.hard = [h.tolist() for h in a.hard]
+        self.kept_values, self.kept_scores = _lists(a.values, 4), _lists(a.scores, 1)
+        self.kept_shares = _lists(a.comp_shares, 4)
+        self.kept_comp_scores, self.kept_ages = _lists(a.comp_scores, 1), _lists(a.ages, 1)
+
+
+def _lists(arr: np.ndarray, digits: int | None = None) -> list:
+    if digits is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            rounded = np.round(arr, digits)
+        # values too large to scale for rounding stay as they are
+        arr = np.where(np.isfinite(rounded) | ~np.isfinite(arr), rounded, arr)
+    return arr.T.tolist()
+
+
+def _result(
+    model: ScoringModel,
+    plan: Plan,
+    rows: _Rows,
+    i: int,
+    account: AccountContext,
+    prior: PriorState,
+    today: date,
+) -> ScoreResult:
+    components, stored, moved, costs = _components(model, plan, rows, i)
+    total = round(min(100.0, max(0.0, rows.totals[i])), 1)
+    bands, stages = tier_bands(model, account, today)
+    raw = tier_for(total, bands)
+    hard = tuple(key for (key, *_), h in zip(plan.hard_events, rows.hard, strict=True) if h[i])
+    announced, pending, changed = announce(
+        raw, prior, hard_event=bool(hard), today=today, hold_days=model.tiers.hold_days
     )
-    # what is stored, rounded once for the whole batch
-    s_values, s_scores = rows(a.values, 4), rows(a.scores, 1)
-    s_shares, s_comp_scores, s_ages = (
-        rows(a.comp_shares, 4),
-        rows(a.comp_scores, 1),
-        rows(a.ages, 1),
+    trend_30 = None if prior.total_30d_ago is None else round(total - prior.total_30d_ago, 1)
+    trend_90 = None if prior.total_90d_ago is None else round(total - prior.total_90d_ago, 1)
+    flat = model.trend.flat_points
+    if trend_30 is None:
+        trend = "new"
+    else:
+        trend = "up" if trend_30 > flat else "down" if trend_30 < -flat else "flat"
+    return ScoreResult(
+        total=total,
+        tier=raw,
+        announced_tier=announced,
+        pending_since=pending,
+        tier_announced=changed,
+        hard_events=hard,
+        components=components,
+        confidence=round(rows.confidence[i], 3),
+        trend_30d=trend_30,
+        trend_90d=trend_90,
+        trend=trend,
+        drivers=pick_drivers(moved, costs, trend),
+        bands=bands,
+        stages=stages,
+        model_version=model.version,
+        breakdown=stored,
     )
-    totals, confidence = a.totals.tolist(), a.confidence.tolist()
-    hard_all = [h.tolist() for h in a.hard]
-    out: list[ScoreResult | None] = []
-    for i, (account, prior) in enumerate(zip(accounts, priors, strict=True)):
-        if not present[i]:
-            out.append(None)
-            continue
-        vals, scs, shs, mov, bef = values[i], scores[i], shares[i], moved_all[i], before_all[i]
-        sv, ss = s_values[i], s_scores[i]
-        age_i, stale_i, cs_i, csc_i = ages[i], stale_all[i], c_shares[i], c_scores[i]
-        moved, costs, components, stored = [], [], [], {}
-        for c, ckey, comp, metric_defs in comp_defs:
-            metrics, kept = [], {}
-            for j, key, m in metric_defs:
-                v = vals[j]
-                if v != v:  # NaN: no data
-                    metrics.append(MetricResult(key, m.label, m.signal, m.format, None, None, 0.0))
-                    continue
-                s, share = scs[j], shs[j]
-                metrics.append(MetricResult(key, m.label, m.signal, m.format, v, s, share))
-                kept[key] = [sv[j], ss[j]]
-                impact = mov[j]
-                if impact == impact and abs(impact) >= 1.0:
-                    moved.append(Driver(key, m.signal, m.label, m.format, bef[j], v, impact))
-                cost = share * (s - 100)
-                if cost <= -1.0:
-                    costs.append(Driver(key, m.signal, m.label, m.format, None, v, cost))
-            cscore, age = csc_i[c], age_i[c]
-            components.append(
-                ComponentResult(
-                    ckey,
-                    comp.label,
-                    comp.weight,
-                    cs_i[c],
-                    None if cscore != cscore else cscore,
-                    None if age != age else age,
-                    stale_i[c],
-                    tuple(metrics),
-                )
-            )
-            stored[ckey] = {
-                "score": None if cscore != cscore else s_comp_scores[i][c],
-                "share": s_shares[i][c],
-                "age_days": None if age != age else s_ages[i][c],
-                "stale": stale_i[c],
-                "metrics": kept,
-            }
-        total = round(min(100.0, max(0.0, totals[i])), 1)
-        bands, stages = tier_bands(model, account, today)
-        raw = tier_for(total, bands)
-        hard = tuple(k for k, h in zip(hard_keys, hard_all, strict=True) if h[i])
-        announced, pending, changed = announce(
-            raw, prior, hard_event=bool(hard), today=today, hold_days=hold
-        )
-        trend_30 = None if prior.total_30d_ago is None else round(total - prior.total_30d_ago, 1)
-        trend_90 = None if prior.total_90d_ago is None else round(total - prior.total_90d_ago, 1)
-        if trend_30 is None:
-            trend = "new"
-        else:
-            trend = "up" if trend_30 > flat else "down" if trend_30 < -flat else "flat"
-        out.append(
-            ScoreResult(
-                total=total,
-                tier=raw,
-                announced_tier=announced,
-                pending_since=pending,
-                tier_announced=changed,
-                hard_events=hard,
-                components=tuple(components),
-                confidence=round(confidence[i], 3),
-                trend_30d=trend_30,
-                trend_90d=trend_90,
-                trend=trend,
-                drivers=pick_drivers(moved, costs, trend),
-                bands=bands,
-                stages=stages,
-                model_version=version,
-                breakdown=stored,
+
+
+def _components(
+    model: ScoringModel, plan: Plan, rows: _Rows, i: int
+) -> tuple[tuple[ComponentResult, ...], dict, list[Driver], list[Driver]]:
+    """Account i's components, their stored breakdown, and its candidate drivers: metrics
+    that moved the total by a point or more in 30 days, and metrics that cost it a point or
+    more."""
+    vals, scs, shs, mov, bef = (
+        rows.values[i],
+        rows.scores[i],
+        rows.shares[i],
+        rows.moved[i],
+        rows.before[i],
+    )
+    kv, ks = rows.kept_values[i], rows.kept_scores[i]
+    ages, stale, c_shares, c_scores = (
+        rows.ages[i],
+        rows.stale[i],
+        rows.comp_shares[i],
+        rows.comp_scores[i],
+    )
+    moved, costs, components, stored = [], [], [], {}
+    for c, ckey in enumerate(plan.component_keys):
+        comp = model.components[ckey]
+        metrics, kept = [], {}
+        for j, key, m in plan.component_metrics[c]:
+            v = vals[j]
+            if v != v:  # NaN: no data
+                metrics.append(MetricResult(key, m.label, m.signal, m.format, None, None, 0.0))
+                continue
+            s, share = scs[j], shs[j]
+            metrics.append(MetricResult(key, m.label, m.signal, m.format, v, s, share))
+            kept[key] = [kv[j], ks[j]]
+            impact = mov[j]
+            if impact == impact and abs(impact) >= 1.0:
+                moved.append(Driver(key, m.signal, m.label, m.format, bef[j], v, impact))
+            cost = share * (s - 100)
+            if cost <= -1.0:
+                costs.append(Driver(key, m.signal, m.label, m.format, None, v, cost))
+        score, age = c_scores[c], ages[c]
+        components.append(
+            ComponentResult(
+                ckey,
+                comp.label,
+                comp.weight,
+                c_shares[c],
+                None if score != score else score,
+                None if age != age else age,
+                stale[c],
+                tuple(metrics),
             )
         )
-    return out
+        stored[ckey] = {
+            "score": None if score != score else rows.kept_comp_scores[i][c],
+            "share": rows.kept_shares[i][c],
+            "age_days": None if age != age else rows.kept_ages[i][c],
+            "stale": stale[c],
+            "metrics": kept,
+        }
+    return tuple(components), stored, moved, costs
 
 
 def pick_drivers(
