@@ -190,23 +190,10 @@ def compute_columns(plan: Plan, x: np.ndarray, before: Sequence[Mapping[str, flo
     n = x.shape[1]
     ages = np.array([np.fmin.reduce(x[c], axis=0) for c in plan.component_signals])
     ages = ages.reshape(len(plan.component_signals), n)
-    comp_seen = ~np.isnan(ages)
-    values = np.empty((len(plan.ops), n))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for j, op in enumerate(plan.ops):
-            v = x[op.value]
-            if op.event:  # a source that reports no such event: zero of them
-                v = np.where(np.isnan(v), 0.0, v)
-            if op.ratio is not None:
-                ref = x[op.ratio]
-                v = np.where(np.isfinite(ref) & (ref != 0), v / ref, NAN)
-            missing = 0.0 if op.event else NAN
-            values[j] = np.where(
-                ~np.isnan(x[op.seen]), v, np.where(comp_seen[op.component], missing, NAN)
-            )
+        values = _metric_values(plan, x, ~np.isnan(ages))
         present = ~np.isnan(values)
-        scores = np.array([np.interp(values[j], *plan.points[j]) for j in range(len(plan.ops))])
-        scores = scores.reshape(values.shape)
+        scores = _interpolated(plan, values)
         shares = _shares(plan, present)
         contrib = np.where(present, shares * scores, 0.0)
         comp_shares = np.add.reduceat(shares, plan.comp_starts, axis=0)
@@ -218,16 +205,8 @@ def compute_columns(plan: Plan, x: np.ndarray, before: Sequence[Mapping[str, flo
         hard = [
             (x[latest] > 0) & (x[days] <= within) for _, latest, days, within in plan.hard_events
         ]
-        b = [[NAN] * n for _ in plan.ops]
-        index = plan.metric_index
-        for i, prior in enumerate(before):
-            for key, v in prior.items():
-                j = index.get(key)
-                if j is not None and v is not None:
-                    b[j][i] = v
-        b_arr = np.array(b, dtype=float).reshape(values.shape)
-        then = np.array([np.interp(b_arr[j], *plan.points[j]) for j in range(len(plan.ops))])
-        moved = shares * (scores - then.reshape(values.shape))
+        b_arr = fill_metrics(plan, before)
+        moved = shares * (scores - _interpolated(plan, b_arr))
     return Arrays(
         present=present.any(axis=0),
         values=values,
@@ -243,6 +222,43 @@ def compute_columns(plan: Plan, x: np.ndarray, before: Sequence[Mapping[str, flo
         before=b_arr,
         moved=moved,
     )
+
+
+def _metric_values(plan: Plan, x: np.ndarray, comp_seen: np.ndarray) -> np.ndarray:
+    """(metrics, accounts): each metric's value, NaN where it has no data."""
+    values = np.empty((len(plan.ops), x.shape[1]))
+    for j, op in enumerate(plan.ops):
+        v = x[op.value]
+        if op.event:  # a source that reports no such event: zero of them
+            v = np.where(np.isnan(v), 0.0, v)
+        if op.ratio is not None:
+            ref = x[op.ratio]
+            v = np.where(np.isfinite(ref) & (ref != 0), v / ref, NAN)
+        missing = 0.0 if op.event else NAN  # the signal never observed, its source seen
+        values[j] = np.where(
+            ~np.isnan(x[op.seen]), v, np.where(comp_seen[op.component], missing, NAN)
+        )
+    return values
+
+
+def _interpolated(plan: Plan, values: np.ndarray) -> np.ndarray:
+    """Each metric's values mapped to 0-100 through its points (NaN stays NaN)."""
+    out = np.empty_like(values)
+    for j, (xs, ys) in enumerate(plan.points):
+        out[j] = np.interp(values[j], xs, ys)
+    return out
+
+
+def fill_metrics(plan: Plan, by_metric: Sequence[Mapping[str, float]]) -> np.ndarray:
+    """(metrics, accounts) from per-account {metric key: value}, NaN where absent."""
+    rows = [[NAN] * len(by_metric) for _ in plan.ops]
+    index = plan.metric_index
+    for i, values in enumerate(by_metric):
+        for key, v in values.items():
+            j = index.get(key)
+            if j is not None and v is not None:
+                rows[j][i] = v
+    return np.array(rows, dtype=float).reshape(len(plan.ops), len(by_metric))
 
 
 def _shares(plan: Plan, present: np.ndarray) -> np.ndarray:

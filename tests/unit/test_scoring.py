@@ -276,3 +276,7 @@ def test_huge_metric_values_are_stored_as_they_are():
     result = score(stats, MODEL, account=ACME, prior=NEW, now=NOW)
     stored = result.breakdown["adoption_depth"]["metrics"]["core_features"]
     assert stored == [1e305, 100.0]
+
+
+def test_an_empty_batch_scores_nothing():
+    assert score_many([], MODEL, accounts=[], priors=[], now=NOW) == []
