@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from health.models import Account, Outcome, Score, ScoreChange
-from health.repo import scores_as_of
+from health.score_history import scores_as_of
 from health.scoring.model import TIERS, ScoringModel
 
 

@@ -17,7 +17,8 @@ from sqlmodel import Session
 
 from health.db import session_scope
 from health.models import Account, Observation, OutboxItem, Score, ScoreChange
-from health.repo import accounts_by_id, bulk_upsert, chunked, score_history
+from health.repo import accounts_by_id, bulk_upsert, chunked
+from health.score_history import score_history
 from health.scorebook import prior_state, score_row
 from health.scoring.engine import AccountContext, plan_of, score_columns, score_many
 from health.scoring.explain import explain

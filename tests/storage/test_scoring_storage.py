@@ -13,7 +13,8 @@ from sqlalchemy import event, func, select
 from health.db import session_scope
 from health.models import Account, OutboxItem, Score, ScoreChange
 from health.records import AccountRecord, AccountRef, Batch, ObservationRecord
-from health.repo import score_history, score_states_as_of, scores_as_of, store_batch
+from health.repo import store_batch
+from health.score_history import score_history, score_states_as_of, scores_as_of
 from health.scoring.engine import plan_of
 from health.scoring.model import load_model
 from health.scoring.stats import Needs, summarize
