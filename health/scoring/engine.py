@@ -86,9 +86,6 @@ class ScoreResult(NamedTuple):
     # (rounded; metrics without data left out)
     breakdown: dict
 
-    def metric_values(self) -> dict[str, float]:
-        return {m.key: m.value for c in self.components for m in c.metrics if m.value is not None}
-
 
 _PLANS: dict[int, tuple[ScoringModel, Plan]] = {}
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 LOOKBACK_DAYS = 365
@@ -144,33 +144,15 @@ class SignalSeries:
         if end == 0 or self._times[end - 1] < t - LOOKBACK_DAYS * DAY:
             return None
 
-        def window(days: int) -> tuple[float, int]:
-            return self._window(t - days * DAY, t)
-
-        def avg(days: int) -> float | None:
-            total, n = window(days)
-            return total / n if n else None
-
-        def total(days: int) -> float | None:
-            s, n = window(days)
-            return s if n else None
-
-        old_sum, old_n = self._window(t - 180 * DAY, t - 90 * DAY)
-        if old_n:
-            baseline = old_sum / old_n
-        else:
-            all_sum, all_n = self._window(t - 180 * DAY, t)
-            baseline = all_sum / all_n if all_n else None
-        return SignalStats(
-            latest=self._values[end - 1],
-            latest_at=self._stamps[end - 1],
-            avg_7d=avg(7),
-            avg_30d=avg(30),
-            avg_90d=avg(90),
-            sum_30d=total(30),
-            sum_90d=total(90),
-            baseline=baseline,
-            days_since=(t - self._times[end - 1]) / DAY,
+        sums: list[float | None] = []
+        for days in WINDOW_DAYS:  # n7, s7, n30, s30, n90, s90, n180, s180
+            total, n = self._window(t - days * DAY, t)
+            sums += [n, total]
+        return from_window_sums(
+            self._values[end - 1],
+            self._stamps[end - 1],
+            (t - self._times[end - 1]) / DAY,
+            *sums,
         )
 
 
@@ -187,8 +169,3 @@ def summarize(
         if stats is not None:
             out[signal] = stats
     return out
-
-
-def window_start(now: datetime) -> datetime:
-    """The oldest observation any statistic at `now` can read."""
-    return now - timedelta(days=LOOKBACK_DAYS)

@@ -103,9 +103,6 @@ class Plan:
         self.signals = list(dict.fromkeys(signal for signal, _ in self.columns))
         m_comp = np.array([op.component for op in self.ops])
         self.m_comp = m_comp
-        # metrics are in component order: each component's rows start here (for reduceat,
-        # which sums without BLAS threads in every scoring process)
-        self.comp_starts = np.searchsorted(m_comp, np.arange(len(comp_w)))
         self.comp_w = np.array(comp_w)
         self.metric_w = np.array(metric_w)
         # each metric's full-data share of the total: its part of the confidence
@@ -196,12 +193,12 @@ def compute_columns(plan: Plan, x: np.ndarray, before: Sequence[Mapping[str, flo
         scores = _interpolated(plan, values)
         shares = _shares(plan, present)
         contrib = np.where(present, shares * scores, 0.0)
-        comp_shares = np.add.reduceat(shares, plan.comp_starts, axis=0)
-        comp_points = np.add.reduceat(contrib, plan.comp_starts, axis=0)
+        comp_shares = _by_component(plan, shares)
+        comp_points = _by_component(plan, contrib)
         comp_scores = np.where(comp_shares > 0, comp_points / comp_shares, NAN)
         stale = ages > plan.stale_after[:, None]
         weight = np.where(stale[plan.m_comp], 0.5, 1.0) * plan.full_share[:, None]
-        confidence = (weight * present).sum(axis=0)
+        confidence = _total(weight * present)
         hard = [
             (x[latest] > 0) & (x[days] <= within) for _, latest, days, within in plan.hard_events
         ]
@@ -216,7 +213,7 @@ def compute_columns(plan: Plan, x: np.ndarray, before: Sequence[Mapping[str, flo
         comp_scores=comp_scores,
         ages=ages,
         stale=stale,
-        totals=comp_points.sum(axis=0),
+        totals=_total(comp_points),
         confidence=confidence,
         hard=hard,
         before=b_arr,
@@ -261,19 +258,36 @@ def fill_metrics(plan: Plan, by_metric: Sequence[Mapping[str, float]]) -> np.nda
     return np.array(rows, dtype=float).reshape(len(plan.ops), len(by_metric))
 
 
+def _total(rows: np.ndarray) -> np.ndarray:
+    """Column sums, adding the rows one after another: numpy's own sum adds in another order
+    when a batch has one account, and an account's score must not depend on its batch."""
+    out = np.zeros(rows.shape[1:])
+    for row in rows:
+        out += row
+    return out
+
+
+def _by_component(plan: Plan, rows: np.ndarray) -> np.ndarray:
+    """(components, accounts): the sums of each component's metric rows, in metric order."""
+    out = np.zeros((len(plan.component_keys), rows.shape[1]))
+    for row, c in zip(rows, plan.m_comp.tolist(), strict=True):
+        out[c] += row
+    return out
+
+
 def _shares(plan: Plan, present: np.ndarray) -> np.ndarray:
     """Each metric's share of the total, renormalised over the metrics that have data;
     a metric with `max_share` is held to it and the others scaled up to fill the rest."""
     p = present.astype(float)
-    metric_total = np.add.reduceat(p * plan.metric_w[:, None], plan.comp_starts, axis=0)
-    comp_total = (plan.comp_w[:, None] * (metric_total > 0)).sum(axis=0)  # (accounts,)
+    metric_total = _by_component(plan, p * plan.metric_w[:, None])
+    comp_total = _total(plan.comp_w[:, None] * (metric_total > 0))  # (accounts,)
     shares = (plan.comp_w[plan.m_comp][:, None] / comp_total) * plan.metric_w[:, None]
     shares = np.where(present, shares / metric_total[plan.m_comp], 0.0)
     if plan.capped_any:
         capped = present & (shares > plan.caps[:, None])
         if capped.any():
-            free = np.where(capped, 0.0, shares).sum(axis=0)
-            held = np.where(capped, plan.caps[:, None], 0.0).sum(axis=0)
+            free = _total(np.where(capped, 0.0, shares))
+            held = _total(np.where(capped, plan.caps[:, None], 0.0))
             scale = (1 - held) / free
             fix = capped.any(axis=0) & (free > 0)
             shares = np.where(fix, np.where(capped, plan.caps[:, None], shares * scale), shares)

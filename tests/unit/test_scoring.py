@@ -254,7 +254,7 @@ priors = st.builds(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.one_of(st.just({}), stats_maps), priors), min_size=1, max_size=8))
 def test_a_batch_scores_each_account_as_scoring_it_alone_does(accounts):
     together = score_many(
