@@ -84,6 +84,8 @@ def stats_columns(
     read the id range from the first id to the last rather than the id list."""
     if not ids:
         return np.full((len(columns), 0), np.nan)
+    if any(b <= a for a, b in zip(ids, ids[1:], strict=False)):
+        raise ValueError("stats_columns: account ids must be ascending and distinct")
     bounds = {
         "id_range": (ids[0], ids[-1] + 1) if dense else None,
         "account_ids": None if dense else ids,

@@ -114,6 +114,8 @@ def test_statistics_columns_hold_what_the_statistics_do(engine):
         by_list = stats_columns(
             session=s, now=now, ids=ids, columns=plan.columns, needs=MODEL.needs(), dense=False
         )
+        with pytest.raises(ValueError, match="ascending"):
+            stats_columns(session=s, now=now, ids=ids[::-1], columns=plan.columns)
     expected = fill(plan.columns, [stats.get(i, {}) for i in ids])
     assert by_range.shape == (len(plan.columns), len(ids))
     assert np.isnan(by_range[:, -1]).all() and not np.isnan(by_range[:, 0]).all()
