@@ -110,10 +110,6 @@ class Plan:
         self.caps = np.array(caps)
         self.capped_any = bool(np.isfinite(self.caps).any())
         self.stale_after = np.array([c.stale_after_days for c in model.components.values()])
-        self.points = [
-            (np.array([x for x, _ in m.points]), np.array([y for _, y in m.points]))
-            for m in self.metrics
-        ]
         self.bands: dict[tuple, object] = {}  # (segment, adjust) -> adjusted bands (engine's)
 
 
@@ -241,8 +237,8 @@ def _metric_values(plan: Plan, x: np.ndarray, comp_seen: np.ndarray) -> np.ndarr
 def _interpolated(plan: Plan, values: np.ndarray) -> np.ndarray:
     """Each metric's values mapped to 0-100 through its points (NaN stays NaN)."""
     out = np.empty_like(values)
-    for j, (xs, ys) in enumerate(plan.points):
-        out[j] = np.interp(values[j], xs, ys)
+    for j, m in enumerate(plan.metrics):
+        out[j] = interpolate(m.points, values[j])
     return out
 
 
