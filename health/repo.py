@@ -347,4 +347,4 @@ def bulk_upsert(
         f"INSERT INTO {tbl.name} ({names}) SELECT {names} FROM {tmp}"
         f" ON CONFLICT ({', '.join(keys)}) DO {action} RETURNING {ret}"
     )
-    return [tuple(r) for r in result]
+    return result.cursor.fetchall()  # plain tuples, fetched at once
