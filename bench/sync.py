@@ -37,14 +37,12 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from cli.demo_sync import subset
+from cli.demo_sync import sandbox_settings, subset
 from connectors.hubspot.client import NOT_IN_LIMIT
 from connectors.registry import enabled_sources
-from connectors.sandbox.hubspot_api import TOKEN as HUBSPOT_TOKEN
 from connectors.sandbox.hubspot_api import start_hubspot_sandbox
 from connectors.sandbox.hubspot_store import iso, lastmod_of, ms
 from connectors.sandbox.portfolio import generate_portfolio
-from connectors.sandbox.salesforce_api import TOKEN as SALESFORCE_TOKEN
 from connectors.sandbox.salesforce_api import start_salesforce_sandbox
 from health.db import make_engine
 from health.ingest import ingest
@@ -277,13 +275,7 @@ def main() -> None:
     engine = make_engine(fresh_database(args.url))
     try:
         upgrade(engine)
-        settings = Settings(
-            salesforce_instance_url=sf.url,
-            salesforce_access_token=SALESFORCE_TOKEN,
-            requests_ca_bundle=sf.ca_path,
-            hubspot_base_url=hs.url,
-            hubspot_access_token=HUBSPOT_TOKEN,
-        )
+        settings = sandbox_settings(sf, hs)
         servers = {"salesforce": (sf.server, sf_kinds), "hubspot": (hs.server, hs_kinds)}
         sf_rows = Counter({o: len(sf.db[o]) for o in SF_STREAMS})
         hs_rows = Counter({k: len(hs.store.objects[k]) for k in HS_KINDS})

@@ -60,6 +60,20 @@ def write_usage_csv(p: Portfolio, path: Path) -> None:
             )
 
 
+def sandbox_settings(sf, hs, zd=None, **more) -> Settings:
+    """Settings that point the real clients at running vendor sandboxes (Zendesk optional)."""
+    vendors = dict(
+        salesforce_instance_url=sf.url,
+        salesforce_access_token=SALESFORCE_TOKEN,
+        requests_ca_bundle=sf.ca_path,
+        hubspot_base_url=hs.url,
+        hubspot_access_token=HUBSPOT_TOKEN,
+    )
+    if zd is not None:
+        vendors.update(zendesk_base_url=zd.url, zendesk_email=zd.email, zendesk_api_token=zd.token)
+    return Settings(**vendors, **more)
+
+
 def sync_sandbox_apis(ctx) -> None:
     p: Portfolio = ctx.portfolio
     hubspot_ids = {a.external_id for i, a in enumerate(p.accounts) if i % 4 == 3}
@@ -72,17 +86,7 @@ def sync_sandbox_apis(ctx) -> None:
     zd = start_zendesk_sandbox(p)
     try:
         ctx.console.print(f"  Salesforce {sf.url} · HubSpot {hs.url} · Zendesk {zd.url}")
-        settings = Settings(
-            salesforce_instance_url=sf.url,
-            salesforce_access_token=SALESFORCE_TOKEN,
-            requests_ca_bundle=sf.ca_path,
-            hubspot_base_url=hs.url,
-            hubspot_access_token=HUBSPOT_TOKEN,
-            zendesk_base_url=zd.url,
-            zendesk_email=zd.email,
-            zendesk_api_token=zd.token,
-            usage_csv=usage_csv,
-        )
+        settings = sandbox_settings(sf, hs, zd, usage_csv=usage_csv)
         reports = [run_source(ctx.engine, s, ctx.console) for s in enabled_sources(settings)]
         reports.append(
             run_source(ctx.engine, PortfolioSource(p, only_signals=DIRECT_SIGNALS), ctx.console)

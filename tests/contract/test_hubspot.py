@@ -24,6 +24,7 @@ from health.models import Account, Observation, Outcome, SyncError
 from health.records import ScoreWrite
 from health.settings import Settings
 from tests.conftest import _empty
+from tests.contract.helpers import Killed, kill_after
 
 SEARCH = "/search"
 
@@ -304,18 +305,6 @@ def test_killed_mid_run_then_rerun_matches_uninterrupted(engine, portfolio):
         ingest(engine, make_source(sb, page_size=30))
         whole = snapshot(engine)
     _empty(engine)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after(n):
-        def on_batch(report, batch):
-            on_batch.n += 1
-            if on_batch.n == n:
-                raise Killed
-
-        on_batch.n = 0
-        return on_batch
 
     with start_hubspot_sandbox(portfolio) as sb:
         for n in (2, 4):  # after the companies, then in the tickets (before their counts)

@@ -15,6 +15,7 @@ from connectors.sandbox.hubspot_store import ms
 from connectors.sandbox.portfolio import generate_portfolio
 from health.ingest import ingest
 from tests.conftest import _empty
+from tests.contract.helpers import Killed
 from tests.contract.test_hubspot import make_source, snapshot
 
 SEARCH = "/search"
@@ -105,9 +106,6 @@ def test_first_run_killed_in_the_tickets_loses_no_counts(engine, portfolio):
         ingest(engine, make_source(sb, page_size=10))
         whole = snapshot(engine)
     _empty(engine)
-
-    class Killed(Exception):
-        pass
 
     def kill_at_a_ticket_batch(report, batch):
         if any(o.signal == "sev1_ticket" for o in batch.observations):

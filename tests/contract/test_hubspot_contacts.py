@@ -20,6 +20,7 @@ from health.ingest import ingest
 from health.models import Account, Observation, Outcome
 from health.settings import Settings
 from tests.conftest import _empty
+from tests.contract.helpers import Killed, kill_after
 from tests.contract.test_hubspot import make_source, snapshot
 
 NOTHING_NEW = 7  # 4 searches + 3 archived lists
@@ -242,18 +243,6 @@ def test_killed_mid_run_then_rerun_matches_uninterrupted(engine, portfolio):
         whole = snapshot(engine)
     assert any(o[1] == "champion_left" for o in whole["observations"])
     _empty(engine)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after(n):
-        def on_batch(report, batch):
-            on_batch.n += 1
-            if on_batch.n == n:
-                raise Killed
-
-        on_batch.n = 0
-        return on_batch
 
     with start_hubspot_sandbox(portfolio) as sb:
         mess_up(sb, portfolio)

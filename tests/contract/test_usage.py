@@ -11,13 +11,13 @@ import pytest
 from sqlmodel import Session, select
 
 from connectors.base import PermanentConnectorError
-from connectors.sandbox.portfolio import account_records, generate_portfolio
+from connectors.sandbox.portfolio import generate_portfolio
 from connectors.usage.source import UsageSource, build_source, is_configured
 from health.ingest import ingest
 from health.models import Account, Observation, SyncError, SyncState
-from health.records import Batch
 from health.settings import Settings
 from tests.conftest import _empty
+from tests.contract.helpers import Accounts, Killed, kill_after
 
 COLUMNS = (
     "account",
@@ -85,16 +85,6 @@ def state(engine) -> tuple:
         marks = session.exec(select(SyncState.source, SyncState.watermark)).all()
         errors = session.exec(select(SyncError.record_key, SyncError.reason)).all()
     return observations(engine), sorted(marks), sorted(errors)
-
-
-class Accounts:
-    name = "sandbox"
-
-    def __init__(self, portfolio):
-        self.portfolio = portfolio
-
-    def pull(self, since):
-        yield Batch(accounts=account_records(self.portfolio), watermark="seeded")
 
 
 def seeded(engine, portfolio):
@@ -187,15 +177,8 @@ def test_sql_killed_mid_run_then_rerun_matches(engine, portfolio, warehouse):
     ingest(engine, sql_source(warehouse, batch_size=50))
     want = state(engine)
     seeded(engine, portfolio)
-    calls = []
-
-    def kill(report, batch):
-        calls.append(batch)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        ingest(engine, sql_source(warehouse, batch_size=50), on_batch=kill)
+    with pytest.raises(Killed):
+        ingest(engine, sql_source(warehouse, batch_size=50), on_batch=kill_after(3))
     assert state(engine) != want
     ingest(engine, sql_source(warehouse, batch_size=50))
     assert state(engine) == want

@@ -11,16 +11,16 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from connectors.base import AuthConnectorError, PermanentConnectorError, TransientConnectorError
-from connectors.sandbox.portfolio import account_records, generate_portfolio
+from connectors.sandbox.portfolio import generate_portfolio
 from connectors.sandbox.server import Fault
 from connectors.sandbox.zendesk_api import EXPORT, ZendeskSandbox, start_zendesk_sandbox
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.source import ZendeskSource, build_source, is_configured
 from health.ingest import ingest
 from health.models import Account, Observation
-from health.records import Batch
 from health.settings import Settings
 from tests.conftest import _empty
+from tests.contract.helpers import Accounts
 
 OPEN = {"new", "open", "pending", "hold"}
 
@@ -34,18 +34,6 @@ def portfolio():
 def sb(portfolio):
     with start_zendesk_sandbox(portfolio) as sandbox:
         yield sandbox
-
-
-class Accounts:
-    """The CRM side: the accounts Zendesk organizations are matched to."""
-
-    name = "sandbox"
-
-    def __init__(self, portfolio):
-        self.portfolio = portfolio
-
-    def pull(self, since):
-        yield Batch(accounts=account_records(self.portfolio), watermark="seeded")
 
 
 def source(sb: ZendeskSandbox, sleeps: list | None = None, **client_kw) -> ZendeskSource:

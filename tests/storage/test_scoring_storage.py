@@ -201,12 +201,18 @@ def test_newest_value_at_a_shared_instant_is_the_largest(engine):
     assert stats["csat"].avg_7d == pytest.approx((90 + 40 + 70 + 55) / 4)
 
 
-def test_score_states_carry_what_the_full_scores_do(engine):
+def scored_on_five_days(engine) -> list[int]:
+    """Three accounts scored 40, 35, 31, 5 and 1 days before DAY; their ids."""
     seed(engine, n_accounts=3, days=60)
     for d in (40, 35, 31, 5, 1):
         rescore(engine, MODEL, day=DAY - timedelta(days=d))
     with session_scope(engine) as s:
-        ids = sorted(a.id for a in s.exec(select(Account)).scalars())
+        return sorted(a.id for a in s.exec(select(Account)).scalars())
+
+
+def test_score_states_carry_what_the_full_scores_do(engine):
+    ids = scored_on_five_days(engine)
+    with session_scope(engine) as s:
         for lo, hi in ((None, DAY), (DAY - timedelta(37), DAY - timedelta(30)), (DAY, DAY)):
             full = scores_as_of(session=s, ids=ids, lo=lo, hi=hi)
             light = score_states_as_of(session=s, ids=ids, lo=lo, hi=hi, components=True)
@@ -217,11 +223,8 @@ def test_score_states_carry_what_the_full_scores_do(engine):
 
 
 def test_score_history_reads_the_three_days_scoring_looks_back_to(engine):
-    seed(engine, n_accounts=3, days=60)
-    for d in (40, 35, 31, 5, 1):
-        rescore(engine, MODEL, day=DAY - timedelta(days=d))
+    ids = scored_on_five_days(engine)
     with session_scope(engine) as s:
-        ids = sorted(a.id for a in s.exec(select(Account)).scalars())
         history = score_history(session=s, ids=ids + [10**6], day=DAY)
         full = {
             "prev": scores_as_of(session=s, ids=ids, lo=None, hi=DAY - timedelta(1)),
