@@ -34,9 +34,10 @@ from sqlalchemy.engine import make_url
 from health.db import make_engine
 from health.migrate import upgrade
 from health.models import Score
+from health.rescore import rescore
+from health.score_writes import day_end
 from health.scoring.model import load_model
 from health.scoring.stats import LOOKBACK_DAYS
-from health.scoring_service import day_end, rescore
 from health.settings import DEFAULT_MODEL_PATH
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -25,8 +25,8 @@ from health.db import make_engine, session_scope
 from health.ingest import ingest
 from health.migrate import upgrade
 from health.models import Account
+from health.replay import backfill
 from health.scoring.model import ScoringModel
-from health.scoring_service import backfill
 
 
 @dataclass

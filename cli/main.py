@@ -16,10 +16,10 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from cli.errors import UserError
 from cli.render import brief_panel
 from connectors.base import ConnectorError
+from health.accounts import AccountLookupError, resolve_account
 from health.briefs import account_brief
 from health.db import make_engine, session_scope
 from health.migrate import upgrade
-from health.repo import find_accounts
 from health.scoring.model import ModelError, ScoringModel, load_model
 from health.settings import get_settings
 
@@ -73,7 +73,7 @@ def score(
     day: Annotated[str | None, typer.Option(help="Scoring day, YYYY-MM-DD (default today)")] = None,
 ) -> None:
     """Score one account or all of them for a day."""
-    from health.scoring_service import rescore
+    from workers.pipeline import score_accounts
 
     if not all_ and not account:
         raise UserError("say which account to score, or --all for every account")
@@ -82,8 +82,10 @@ def score(
     ids = None
     if account:
         with session_scope(eng) as session:
-            ids = [_one_account(session, account).id]
-    report = rescore(eng, model(), day=when, account_ids=ids, workers=os.cpu_count() or 1)
+            ids = [resolve_account(session=session, query=account).id]
+    report = score_accounts(
+        eng, get_settings(), model(), ids, day=when, workers=os.cpu_count() or 1
+    )
     out.print(
         f"Scored {report.scored} of {report.accounts} accounts for {when}: "
         f"{report.changes} changed, {report.announced} tier changes announced"
@@ -98,7 +100,7 @@ def brief(
 ) -> None:
     """Show one account's health brief."""
     with session_scope(engine()) as session:
-        account = _one_account(session, name)
+        account = resolve_account(session=session, query=name)
         view = account_brief(session=session, account=account, model=model())
     if view is None:
         raise UserError(f"{account.name} has no score yet: run `healthbot score --all`")
@@ -123,6 +125,45 @@ def sync(
     run_sync(engine(), settings, model() if rescore_changed else None, only=source, console=out)
 
 
+@app.command()
+def run() -> None:
+    """One full pass: sync every configured source, score the accounts that changed, and
+    write the changed scores to every configured CRM. With REDIS_URL set, the Celery beat
+    schedule does this continuously (Procfile: worker, beat)."""
+    from cli.sync import run_pass
+
+    run_pass(engine(), get_settings(), model(), console=out)
+
+
+@app.command()
+def writeback(
+    status: Annotated[
+        bool, typer.Option("--status", help="List pending and parked rows, write nothing")
+    ] = False,
+) -> None:
+    """Write the changed scores waiting in the outbox to every configured CRM."""
+    from cli.writeback import FlushBars, flush_progress, show_flushes, show_status
+    from connectors.registry import configured_sinks
+    from workers.pipeline import flush_all
+
+    if status:
+        show_status(engine(), out)
+        return
+    settings = get_settings()
+    if not configured_sinks(settings):
+        raise UserError(
+            "no CRM is configured to receive scores: set SALESFORCE_INSTANCE_URL and "
+            "SALESFORCE_ACCESS_TOKEN, or HUBSPOT_ACCESS_TOKEN"
+        )
+    with flush_progress(out) as bar:
+        result = flush_all(engine(), settings, on_chunk=FlushBars(bar))
+    show_flushes(result.flushes, out)
+    if result.failed:
+        raise UserError(
+            "writeback failed for " + "; ".join(f"{k}: {v}" for k, v in result.failed.items())
+        )
+
+
 @app.command("import")
 def import_file(
     kind: Annotated[str, typer.Argument(help="accounts, observations or outcomes")],
@@ -145,21 +186,6 @@ def db_upgrade() -> None:
     out.print(f"Database is up to date ({_safe_url()}).")
 
 
-def _one_account(session, query: str):
-    found = find_accounts(session=session, query=query)
-    if not found:
-        raise UserError(f"no account matches {query!r}")
-    exact = [
-        a
-        for a in found
-        if query.strip().lower() in (a.name.lower(), (a.domain or ""), a.external_id.lower())
-    ]
-    if len(exact) == 1 or len(found) == 1:
-        return (exact or found)[0]
-    names = ", ".join(f"{a.name} ({a.domain})" if a.domain else a.name for a in found[:5])
-    raise UserError(f"{query!r} matches {len(found)} accounts: {names} — be more specific")
-
-
 def _parse_day(day: str | None) -> date:
     if day is None:
         return datetime.now(UTC).date()
@@ -174,12 +200,11 @@ def _safe_url() -> str:
 
 
 def main() -> None:
+    """Click reports usage errors (unknown command or option, missing argument) with its
+    usage line and exit code 2; our own errors are one line on stderr and exit code 1."""
     try:
-        app(standalone_mode=False)
-    except UserError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(1)
-    except ConnectorError as exc:
+        app(standalone_mode=True)
+    except (UserError, ConnectorError, AccountLookupError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)
     except ModelError as exc:
@@ -193,18 +218,6 @@ def main() -> None:
             highlight=False,
         )
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich import box
@@ -12,35 +11,53 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from cli.errors import UserError
-from connectors.base import ConnectorError
-from connectors.files.csv_import import CsvImport
-from connectors.registry import enabled_sources
-from health.ingest import SyncReport, ingest
+from connectors.registry import configured_sinks, configured_sources
+from health.ingest import SyncReport
+from health.score_writes import RescoreReport
 from health.scoring.model import ScoringModel
-from health.scoring_service import rescore
 from health.settings import Settings
+from workers.pipeline import (
+    RunReport,
+    import_csv,
+    run_once,
+    score_accounts,
+    sync_all,
+    sync_source,
+)
+
+NO_SOURCE = (
+    "No source is configured: set SALESFORCE_*, HUBSPOT_*, ZENDESK_* or USAGE_* variables "
+    "(see README), or use `healthbot import`."
+)
 
 
-def run_source(
-    engine: Engine, source, console: Console, report: SyncReport | None = None
-) -> SyncReport:
-    with Progress(
+def sync_progress(console: Console) -> Progress:
+    return Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
         console=console,
-    ) as bar:
-        task = bar.add_task(source.name, total=None, detail="starting")
+    )
 
-        def update(report: SyncReport, _batch) -> None:
-            bar.update(
-                task, detail=f"{report.fetched:,} records · {report.api_calls or 0:,} API calls"
-            )
 
-        report = ingest(engine, source, on_batch=update, report=report)
-        bar.update(task, detail=f"{report.fetched:,} records · done")
-    return report
+class SourceBars:
+    """An `on_batch` hook that shows one spinner line per source as its batches land."""
+
+    def __init__(self, bar: Progress):
+        self.bar, self.tasks = bar, {}
+
+    def __call__(self, report: SyncReport, _batch=None) -> None:
+        if report.source not in self.tasks:
+            self.tasks[report.source] = self.bar.add_task(report.source, total=None, detail="")
+        detail = f"{report.fetched:,} records · {report.api_calls or 0:,} API calls"
+        self.bar.update(self.tasks[report.source], detail=detail)
+
+
+def run_source(engine: Engine, source, console: Console) -> SyncReport:
+    """One source with a progress line (the demo's sandbox and CSV files)."""
+    with sync_progress(console) as bar:
+        return sync_source(engine, source, on_batch=SourceBars(bar))
 
 
 def report_table(reports: list[SyncReport]) -> Table:
@@ -87,6 +104,14 @@ def explain_problems(reports: list[SyncReport], console: Console) -> None:
             console.print(f"  [yellow]{r.source}[/yellow] records for unknown accounts: {keys}")
 
 
+def show_syncs(run: RunReport, console: Console) -> None:
+    console.print(report_table(run.syncs))
+    explain_problems(run.syncs, console)
+    for r in run.syncs:
+        if r.busy:
+            console.print(f"  [yellow]{r.source}[/yellow] skipped: another sync of it is running")
+
+
 def run_sync(
     engine: Engine,
     settings: Settings,
@@ -94,43 +119,55 @@ def run_sync(
     *,
     only: str | None,
     console: Console,
-) -> list[SyncReport]:
-    sources = enabled_sources(settings, only)
-    if not sources:
-        console.print(
-            "No source is configured: set SALESFORCE_*, HUBSPOT_*, ZENDESK_* or "
-            "USAGE_* variables (see README), or use `healthbot import`."
-        )
-        return []
-    reports, failed = [], []
-    for source in sources:  # one source failing never stops the others
-        report = SyncReport(source=source.name)
-        try:
-            run_source(engine, source, console, report)
-        except ConnectorError as exc:
-            failed.append(f"{source.name}: {exc}")
-        reports.append(report)
-    console.print(report_table(reports))
-    explain_problems(reports, console)
-    touched = set().union(*(r.stored.touched_accounts for r in reports))
-    if model is not None and touched:
-        result = rescore(engine, model, day=datetime.now(UTC).date(), account_ids=touched)
-        console.print(
-            f"Scored {result.scored} changed accounts: {result.announced} tier changes announced"
-        )
-    if failed:  # what was committed before the failure stays, and is scored above
-        raise UserError("sync failed for " + "; ".join(failed))
-    return reports
+) -> RunReport:
+    if only is None and not configured_sources(settings):
+        console.print(NO_SOURCE)
+        return RunReport()
+    with sync_progress(console) as bar:
+        run = sync_all(engine, settings, only=only, on_batch=SourceBars(bar))
+    show_syncs(run, console)
+    if model is not None and run.touched:
+        run.scoring = score_accounts(engine, settings, model, run.touched)
+        show_scoring(run.scoring, console)
+    if run.failed:  # what was committed before the failure stays, and is scored above
+        raise UserError("sync failed for " + "; ".join(f"{k}: {v}" for k, v in run.failed.items()))
+    return run
+
+
+def show_scoring(report: RescoreReport, console: Console) -> None:
+    console.print(
+        f"Scored {report.scored} changed accounts: {report.announced} tier changes announced"
+    )
 
 
 def run_import(
     engine: Engine, kind: str, path: Path, *, model: ScoringModel, console: Console
 ) -> SyncReport:
     try:
-        source = CsvImport(kind, path, signals=model.signals)
+        with sync_progress(console) as bar:
+            report = import_csv(engine, kind, path, model, on_batch=SourceBars(bar))
     except ValueError as exc:
         raise UserError(f"{path}: {exc}") from None
-    report = run_source(engine, source, console)
     console.print(report_table([report]))
     explain_problems([report], console)
     return report
+
+
+def run_pass(engine: Engine, settings: Settings, model: ScoringModel, *, console: Console) -> None:
+    """`healthbot run`: one pass of the pipeline, with progress and what it did."""
+    from cli.writeback import FlushBars, show_flushes
+
+    if not configured_sources(settings):
+        raise UserError(NO_SOURCE)
+    with sync_progress(console) as bar:
+        run = run_once(engine, settings, model, on_batch=SourceBars(bar), on_chunk=FlushBars(bar))
+    show_syncs(run, console)
+    if run.scoring is not None:
+        show_scoring(run.scoring, console)
+    else:
+        console.print("Nothing changed in any source: no account to score.")
+    if not configured_sinks(settings):
+        console.print("No CRM is configured to receive scores (SALESFORCE_* or HUBSPOT_*).")
+    show_flushes(run.flushes, console)
+    if run.failed:
+        raise UserError("; ".join(f"{k} failed: {v}" for k, v in run.failed.items()))

@@ -42,5 +42,15 @@ class ScoreSink(Protocol):
     max_batch: ClassVar[int]
 
     def write(self, rows: Sequence[ScoreWrite]) -> WriteResult:
-        """Write scores to the CRM; per-row result, never all-or-nothing."""
+        """Write scores to the CRM; per-row result, never all-or-nothing. A request that
+        fails as a whole raises (TransientConnectorError: try again later)."""
+        ...
+
+    def chunk_size(self, pending: int) -> int:
+        """How many rows one `write` call should carry when `pending` rows wait: one
+        request's worth (or one bulk job's), so a failure costs at most that chunk."""
+        ...
+
+    def already_written(self, rows: Sequence[ScoreWrite]) -> set[str]:
+        """External ids whose CRM record already shows these values (batched reads)."""
         ...

@@ -36,6 +36,7 @@ class SyncReport:
     api_calls: int | None = None
     seconds: float = 0.0
     watermark: str | None = None
+    busy: bool = False  # not run: another sync of this source was running
 
     def as_dict(self) -> dict:
         return {

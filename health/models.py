@@ -186,7 +186,9 @@ class SyncError(SQLModel, table=True):
 
 
 class OutboxItem(SQLModel, table=True):
-    """A score waiting to be written back to the CRM; deleted once the CRM acknowledged it."""
+    """The newest score waiting to be written to one CRM for one account; deleted once the CRM
+    acknowledged that record. Per-record errors stay on the row: transient ones are retried
+    at `next_attempt_at`, permanent ones are parked (`parked_at`) with the CRM's own code."""
 
     __table_args__ = (UniqueConstraint("account_id", "target", name="uq_outbox_account_target"),)
 
@@ -196,4 +198,34 @@ class OutboxItem(SQLModel, table=True):
     score_id: int = Field(foreign_key="score.id", index=True)
     created_at: datetime = utc_column()
     attempts: int = 0
+    error_code: str | None = Field(default=None, max_length=64)  # the CRM's own code
     last_error: str | None = None
+    next_attempt_at: datetime | None = utc_column(nullable=True)
+    parked_at: datetime | None = utc_column(nullable=True)
+    # set while a write is on its way: a row found so marked was cut off by a crash, and the
+    # CRM is asked whether it already holds the values before anything is sent again
+    sent_at: datetime | None = utc_column(nullable=True)
+
+
+class CrmWrite(SQLModel, table=True):
+    """What a CRM last acknowledged for an account: a score that shows the same is not sent."""
+
+    __table_args__ = (UniqueConstraint("account_id", "target", name="uq_crmwrite_account_target"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id")
+    target: str = Field(max_length=32)
+    external_id: str = Field(max_length=64)
+    score_id: int | None = None  # no foreign key: the history it came from may be pruned
+    fingerprint: str = Field(max_length=64)  # of the values the CRM shows
+    written_at: datetime = utc_column()
+
+
+class TaskFailure(SQLModel, table=True):
+    """A background task that failed for good (retries exhausted or a permanent error)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(max_length=64, index=True)
+    args: str = ""
+    reason: str
+    failed_at: datetime = utc_column()

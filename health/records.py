@@ -82,6 +82,9 @@ class Batch:
         return len(self.accounts) + len(self.observations) + len(self.outcomes)
 
 
+SCORE_FIELDS = ("score", "tier", "trend_30d", "drivers", "updated_at")  # what a CRM receives
+
+
 @dataclass(frozen=True, slots=True)
 class ScoreWrite:
     """One account's score as it is written back onto the CRM account page."""
@@ -90,11 +93,25 @@ class ScoreWrite:
     score: int
     tier: str
     trend_30d: float | None
-    drivers: str
+    drivers: str  # the top drivers, one line
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WriteError:
+    """Why the CRM refused one record, in its own words; `transient` errors (a row lock, a
+    timeout) are worth retrying, the others (deleted record, validation rule, field-level
+    security) are not."""
+
+    code: str
+    message: str
+    transient: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     ok: list[str] = field(default_factory=list)  # external ids acknowledged
-    errors: dict[str, str] = field(default_factory=dict)  # external id -> reason
+    errors: dict[str, WriteError] = field(default_factory=dict)  # external id -> why not

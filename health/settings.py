@@ -30,9 +30,12 @@ class Settings(BaseSettings):
     salesforce_security_token: SecretStr | None = None
     salesforce_domain: str = "login"
     salesforce_mapping: Path | None = None
+    salesforce_score_fields: dict[str, str] = {}  # renames of the Health_* Account fields
+    salesforce_bulk_threshold: int = 2000  # a writeback above this many rows uses Bulk API 2.0
 
     hubspot_access_token: SecretStr | None = None
     hubspot_base_url: str = "https://api.hubapi.com"
+    hubspot_score_properties: dict[str, str] = {}  # renames of the health_* company properties
 
     zendesk_base_url: str | None = None
     zendesk_email: str | None = None
@@ -43,6 +46,15 @@ class Settings(BaseSettings):
     usage_csv: Path | None = None
 
     requests_ca_bundle: str | None = None
+
+    # the pipeline on Celery (REDIS_URL set): how often beat syncs each source, and writeback
+    sync_every_minutes: float = 15  # every source, unless named in sync_every
+    sync_every: dict[str, float] = {}  # per source, e.g. {"usage": 60}
+    rescore_hour_utc: int = 2  # the daily full rescore (new day: trends, held tiers)
+    writeback_every_seconds: float = 60  # beat's sweep of the outbox (retries, leftovers)
+    writeback_retry_seconds: float = 30  # first retry of a record the CRM refused; doubles
+    writeback_max_attempts: int = 3  # a permanent refusal is parked after this many
+    redis_visibility_timeout: int = 3600  # seconds before an unacknowledged task is redelivered
 
 
 @lru_cache

@@ -1,96 +1,138 @@
 """HubSpot as a ScoreSink: scores onto company properties, 100 companies per batch update.
 
-`ensure_properties()` creates the `healthbot` property group and whichever of the five
-properties are missing (1 GET; when something is missing, 1 group POST + 1 batch create).
+Properties (`PROPERTIES`, renamed with HUBSPOT_SCORE_PROPERTIES) live in the "Customer health"
+group: health_score, health_tier, health_trend_30d, health_drivers, health_updated_at.
+`ensure_properties()` creates the group and whichever properties are missing (1 GET; when
+something is missing, 1 group POST + 1 batch create).
 `write()` sends `POST /crm/v3/objects/companies/batch/update` per 100 rows and reports every
-row: acknowledged, or the reason from the 207 `errors[]` (or the whole request's failure).
+row: acknowledged, or the reason from the 207 `errors[]`. A request that fails as a whole
+(429 or 5xx past the client's short retry) raises, so the outbox keeps its rows.
 Our writes bump `hs_lastmodifieddate`, so the next pull re-reads those companies; that costs
-a search page, never a duplicate (upserts are idempotent).
+a search page, never a duplicate (upserts are idempotent) and never a rescore.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from connectors.base import AuthConnectorError, ConnectorError
 from connectors.hubspot.client import BATCH_LIMIT, HubSpotClient
 from connectors.hubspot.source import build_client
-from health.records import ScoreWrite, WriteResult
+from health.records import SCORE_FIELDS, ScoreWrite, WriteError, WriteResult
 from health.settings import Settings
 
-GROUP = "healthbot"
-PROPERTIES = [
-    {"name": "healthbot_score", "label": "Health Score", "type": "number",
-     "fieldType": "number"},
-    {"name": "healthbot_tier", "label": "Health Tier", "type": "enumeration",
-     "fieldType": "select", "options": [
-         {"label": t.replace("_", " ").title(), "value": t, "displayOrder": i}
-         for i, t in enumerate(("healthy", "monitor", "at_risk", "critical"))]},
-    {"name": "healthbot_trend_30d", "label": "Health 30-day trend", "type": "number",
-     "fieldType": "number"},
-    {"name": "healthbot_drivers", "label": "Health drivers", "type": "string",
-     "fieldType": "textarea"},
-    {"name": "healthbot_updated_at", "label": "Health updated at", "type": "datetime",
-     "fieldType": "date"},
-]  # fmt: skip
+GROUP, GROUP_LABEL = "customer_health", "Customer health"
+TIERS = ("healthy", "monitor", "at_risk", "critical")
+PROPERTIES = {
+    "score": {"name": "health_score", "label": "Health Score", "type": "number",
+              "fieldType": "number"},
+    "tier": {"name": "health_tier", "label": "Health Tier", "type": "enumeration",
+             "fieldType": "select", "options": [
+                 {"label": t.replace("_", " ").title(), "value": t, "displayOrder": i}
+                 for i, t in enumerate(TIERS)]},
+    "trend_30d": {"name": "health_trend_30d", "label": "Health 30-day trend", "type": "number",
+                  "fieldType": "number"},
+    "drivers": {"name": "health_drivers", "label": "Health drivers", "type": "string",
+                "fieldType": "textarea"},
+    "updated_at": {"name": "health_updated_at", "label": "Health updated at",
+                   "type": "datetime", "fieldType": "date"},
+}  # fmt: skip
+TRANSIENT_CATEGORIES = frozenset({"RATE_LIMITS", "LOCKED", "TIMEOUT", "SERVICE_UNAVAILABLE"})
+DRIVERS_MAX = 65_536
 
 
-def score_properties(row: ScoreWrite) -> dict[str, str]:
-    return {
-        "healthbot_score": str(row.score),
-        "healthbot_tier": row.tier,
-        "healthbot_trend_30d": "" if row.trend_30d is None else f"{row.trend_30d:.1f}",
-        "healthbot_drivers": row.drivers[:65_536],
-        "healthbot_updated_at": str(int(row.updated_at.timestamp() * 1000)),
-    }
+def property_names(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The company property for each score field: the defaults with the admin's renames."""
+    unknown = set(overrides or {}) - set(SCORE_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"HUBSPOT_SCORE_PROPERTIES names unknown keys {sorted(unknown)}: "
+            f"use {', '.join(SCORE_FIELDS)}"
+        )
+    return {k: (overrides or {}).get(k, p["name"]) for k, p in PROPERTIES.items()}
 
 
 class HubSpotScoreSink:
     name: ClassVar[str] = "hubspot"
     max_batch: ClassVar[int] = BATCH_LIMIT
 
-    def __init__(self, client: HubSpotClient):
+    def __init__(self, client: HubSpotClient, *, properties: Mapping[str, str] | None = None):
         self.client = client
+        self.names = property_names(properties)
 
     @property
     def api_calls(self) -> int:
         return self.client.api_calls
 
+    def definitions(self) -> list[dict]:
+        return [{**p, "name": self.names[k], "groupName": GROUP} for k, p in PROPERTIES.items()]
+
     def ensure_properties(self) -> list[str]:
-        """Create the missing score properties; returns the names created."""
+        """Create the missing score properties (and their group); returns the names created."""
         have = {p.get("name") for p in self.client.properties("companies")}
-        missing = [{**p, "groupName": GROUP} for p in PROPERTIES if p["name"] not in have]
+        missing = [d for d in self.definitions() if d["name"] not in have]
         if not missing:
             return []
-        self.client.create_group("companies", GROUP, "Healthbot")
+        self.client.create_group("companies", GROUP, GROUP_LABEL)
         return self.client.create_properties("companies", missing)
+
+    def properties(self, row: ScoreWrite) -> dict[str, str]:
+        n = self.names
+        return {
+            n["score"]: str(row.score),
+            n["tier"]: row.tier,
+            n["trend_30d"]: "" if row.trend_30d is None else f"{row.trend_30d:.1f}",
+            n["drivers"]: row.drivers[:DRIVERS_MAX],
+            n["updated_at"]: str(int(row.updated_at.timestamp() * 1000)),
+        }
+
+    def chunk_size(self, pending: int) -> int:
+        return self.max_batch
 
     def write(self, rows: Sequence[ScoreWrite]) -> WriteResult:
         result = WriteResult()
         for i in range(0, len(rows), self.max_batch):
             chunk = {r.account_external_id: r for r in rows[i : i + self.max_batch]}
-            inputs = [{"id": k, "properties": score_properties(r)} for k, r in chunk.items()]
-            try:
-                done, errors = self.client.batch_update("companies", inputs)
-            except AuthConnectorError:
-                raise
-            except ConnectorError as exc:
-                result.errors.update({k: str(exc) for k in chunk})
-                continue
+            inputs = [{"id": k, "properties": self.properties(r)} for k, r in chunk.items()]
+            done, errors = self.client.batch_update("companies", inputs)
             for err in errors:
+                category = str(err.get("category", "ERROR"))
+                why = WriteError(
+                    category, str(err.get("message", "")), category in TRANSIENT_CATEGORIES
+                )
                 for oid in (err.get("context") or {}).get("ids") or []:
                     if oid in chunk:
-                        reason = f"{err.get('category', 'error')}: {err.get('message', '')}"
-                        result.errors[oid] = reason
+                        result.errors[oid] = why
             for obj in done:
                 if (oid := str(obj.get("id"))) in chunk and oid not in result.errors:
                     result.ok.append(oid)
             for oid in chunk:
                 if oid not in result.errors and oid not in result.ok:
-                    result.errors[oid] = "not acknowledged by HubSpot"
+                    result.errors[oid] = WriteError(
+                        "NOT_ACKNOWLEDGED", "HubSpot returned no result", transient=True
+                    )
         return result
+
+    def already_written(self, rows: Sequence[ScoreWrite]) -> set[str]:
+        """The ids whose company already shows exactly these values (checked after a crash
+        between HubSpot's acknowledgement and ours): one batch read per 100 ids."""
+        n, by_id = self.names, {r.account_external_id: r for r in rows}
+        wanted = [n["score"], n["tier"], n["drivers"]]
+        held = set()
+        for obj in self.client.batch_read("companies", list(by_id), wanted):
+            row, props = by_id.get(str(obj.get("id"))), obj.get("properties") or {}
+            if row is None or props.get(n["score"]) in (None, ""):
+                continue
+            if (
+                float(props[n["score"]]) == row.score
+                and props.get(n["tier"]) == row.tier
+                and (props.get(n["drivers"]) or "") == row.drivers[:DRIVERS_MAX]
+            ):
+                held.add(row.account_external_id)
+        return held
 
 
 def build_sink(settings: Settings, **client_opts) -> HubSpotScoreSink:
-    return HubSpotScoreSink(build_client(settings, **client_opts))
+    return HubSpotScoreSink(
+        build_client(settings, **client_opts), properties=settings.hubspot_score_properties
+    )

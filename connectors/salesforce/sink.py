@@ -6,47 +6,54 @@ to 200 records, each row's SaveResult deciding ok / error. Bigger writes go thro
 `failedResults` (only when the job reports failures) and `successfulResults` (only when some rows
 were left unprocessed); rows of a fully processed job that did not fail are ok.
 
-Fields: Health_Score__c, Health_Tier__c, Health_Trend_30d__c, Health_Drivers__c (<= 255 chars
-here, a Text Area field), Health_Updated_At__c. A failed call (rate limit, 5xx after retries, a
-failed bulk job) raises, so the outbox keeps its rows.
+Fields (`FIELDS`, renamed with SALESFORCE_SCORE_FIELDS): Health_Score__c, Health_Tier__c,
+Health_Trend_30d__c, Health_Drivers__c (<= 255 chars, a Text Area field),
+Health_Updated_At__c. A failed call (rate limit, 5xx after the client's short retry, a failed
+bulk job) raises, so the outbox keeps its rows; a refused record is a per-row `WriteError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import ClassVar
 
 from connectors.salesforce.client import SalesforceClient
-from health.records import ScoreWrite, WriteResult
+from connectors.salesforce.source import build_client
+from health.records import SCORE_FIELDS, ScoreWrite, WriteError, WriteResult
+from health.settings import Settings
 
 BULK_THRESHOLD = 2000  # more rows than this -> Bulk API 2.0
+BULK_CHUNK = 10_000  # rows per Bulk API 2.0 job (Salesforce processes 10,000 per batch)
 NULL = "#N/A"  # Bulk CSV: an empty value leaves the field alone, #N/A clears it
+DRIVERS_MAX = 255
+FIELDS = {
+    "score": "Health_Score__c",
+    "tier": "Health_Tier__c",
+    "trend_30d": "Health_Trend_30d__c",
+    "drivers": "Health_Drivers__c",
+    "updated_at": "Health_Updated_At__c",
+}
+# per-record status codes worth another try (Salesforce's StatusCode enum)
+TRANSIENT_CODES = frozenset(
+    {"UNABLE_TO_LOCK_ROW", "REQUEST_RUNNING_TOO_LONG", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT"}
+)
+READ_BACK_CHUNK = 200  # ids per verifying SOQL query (well inside the 100,000-char limit)
 
 
-def score_fields(row: ScoreWrite) -> dict:
-    return {
-        "attributes": {"type": "Account"},
-        "id": row.account_external_id,
-        "Health_Score__c": row.score,
-        "Health_Tier__c": row.tier,
-        "Health_Trend_30d__c": row.trend_30d,
-        "Health_Drivers__c": row.drivers[:255],
-        "Health_Updated_At__c": row.updated_at.isoformat(),
-    }
+def field_names(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Account field for each score field: the defaults with the admin's renames."""
+    unknown = set(overrides or {}) - set(SCORE_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"SALESFORCE_SCORE_FIELDS names unknown keys {sorted(unknown)}: "
+            f"use {', '.join(SCORE_FIELDS)}"
+        )
+    return {**FIELDS, **(overrides or {})}
 
 
-def bulk_row(row: ScoreWrite) -> dict[str, str]:
-    """The Bulk API 2.0 CSV row (strings; #N/A for null) for one score."""
-    at = row.updated_at.astimezone(UTC)
-    return {
-        "Id": row.account_external_id,
-        "Health_Score__c": str(row.score),
-        "Health_Tier__c": row.tier or NULL,
-        "Health_Trend_30d__c": NULL if row.trend_30d is None else repr(float(row.trend_30d)),
-        "Health_Drivers__c": row.drivers[:255] or NULL,
-        "Health_Updated_At__c": f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z",
-    }
+def write_error(code: str, message: str) -> WriteError:
+    return WriteError(code or "UNKNOWN", message, transient=code in TRANSIENT_CODES)
 
 
 class SalesforceScoreSink:
@@ -57,10 +64,12 @@ class SalesforceScoreSink:
         self,
         client: SalesforceClient,
         *,
+        fields: Mapping[str, str] | None = None,
         bulk_threshold: int = BULK_THRESHOLD,
         bulk_wait: float = 2.0,
     ):
         self.client = client
+        self.fields = field_names(fields)
         self.bulk_threshold = bulk_threshold
         self.bulk_wait = bulk_wait  # seconds before the first job status poll, and between
 
@@ -68,37 +77,70 @@ class SalesforceScoreSink:
     def api_calls(self) -> int:
         return self.client.api_calls
 
+    def record(self, row: ScoreWrite) -> dict:
+        f = self.fields
+        return {
+            "attributes": {"type": "Account"},
+            "id": row.account_external_id,
+            f["score"]: row.score,
+            f["tier"]: row.tier,
+            f["trend_30d"]: row.trend_30d,
+            f["drivers"]: row.drivers[:DRIVERS_MAX],
+            f["updated_at"]: row.updated_at.isoformat(),
+        }
+
+    def bulk_row(self, row: ScoreWrite) -> dict[str, str]:
+        """The Bulk API 2.0 CSV row (strings; #N/A for null) for one score."""
+        f, at = self.fields, row.updated_at.astimezone(UTC)
+        return {
+            "Id": row.account_external_id,
+            f["score"]: str(row.score),
+            f["tier"]: row.tier or NULL,
+            f["trend_30d"]: NULL if row.trend_30d is None else repr(float(row.trend_30d)),
+            f["drivers"]: row.drivers[:DRIVERS_MAX] or NULL,
+            f["updated_at"]: f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z",
+        }
+
+    def chunk_size(self, pending: int) -> int:
+        return BULK_CHUNK if pending > self.bulk_threshold else self.max_batch
+
     def write(self, rows: Sequence[ScoreWrite]) -> WriteResult:
         if len(rows) > self.bulk_threshold:
             return self.write_bulk(rows)
         result = WriteResult()
         for k in range(0, len(rows), self.max_batch):
             chunk = rows[k : k + self.max_batch]
-            body = {"allOrNone": False, "records": [score_fields(r) for r in chunk]}
+            body = {"allOrNone": False, "records": [self.record(r) for r in chunk]}
             saves = self.client.restful("composite/sobjects", method="PATCH", json=body) or []
             for row, save in zip(chunk, saves, strict=False):
                 if save.get("success"):
                     result.ok.append(row.account_external_id)
                 else:
                     errors = save.get("errors") or [{}]
-                    result.errors[row.account_external_id] = "; ".join(
-                        f"{e.get('statusCode', '?')}: {e.get('message', '')}" for e in errors
+                    code = str(errors[0].get("statusCode", ""))
+                    result.errors[row.account_external_id] = write_error(
+                        code, "; ".join(str(e.get("message", "")) for e in errors)
                     )
             for row in chunk[len(saves) :]:
-                result.errors[row.account_external_id] = "no SaveResult returned"
+                result.errors[row.account_external_id] = WriteError(
+                    "NO_SAVE_RESULT", "Salesforce returned no SaveResult", transient=True
+                )
         return result
 
     def write_bulk(self, rows: Sequence[ScoreWrite]) -> WriteResult:
         result = WriteResult()
-        jobs = self.client.bulk2_update("Account", [bulk_row(r) for r in rows], wait=self.bulk_wait)
+        jobs = self.client.bulk2_update(
+            "Account", [self.bulk_row(r) for r in rows], wait=self.bulk_wait
+        )
         offset = 0
         for job in jobs:  # simple-salesforce splits the CSV in order, one job per part
             total = int(job["numberRecordsTotal"])
             chunk, offset = rows[offset : offset + total], offset + total
-            failed: dict[str, str] = {}
+            failed: dict[str, WriteError] = {}
             if int(job["numberRecordsFailed"]):
                 for r in self.client.bulk2_results("Account", job["job_id"], "failed"):
-                    failed[r.get("Id", "")] = r.get("sf__Error", "") or "failed"
+                    code, _, message = (r.get("sf__Error", "") or "FAILED").partition(":")
+                    failed[r.get("Id", "")] = write_error(code, message.strip(":- ") or code)
             done: set[str] | None = None  # None: every row was processed
             if int(job["numberRecordsProcessed"]) < total:
                 done = {
@@ -112,7 +154,43 @@ class SalesforceScoreSink:
                 elif done is None or key in done:
                     result.ok.append(key)
                 else:
-                    result.errors[key] = "not processed by the Bulk API 2.0 job"
+                    result.errors[key] = WriteError(
+                        "NOT_PROCESSED", "not processed by the Bulk API 2.0 job", transient=True
+                    )
         for row in rows[offset:]:
-            result.errors[row.account_external_id] = "no Bulk API 2.0 job result"
+            result.errors[row.account_external_id] = WriteError(
+                "NO_JOB_RESULT", "no Bulk API 2.0 job result", transient=True
+            )
         return result
+
+    def already_written(self, rows: Sequence[ScoreWrite]) -> set[str]:
+        """The external ids whose Account already shows exactly these values: after a crash
+        between the CRM's acknowledgement and ours, a row is checked here, not sent twice.
+        One SOQL query per 200 ids."""
+        f = self.fields
+        by_id = {r.account_external_id: r for r in rows}
+        ids, held = list(by_id), set()
+        cols = ", ".join(f[k] for k in ("score", "tier", "drivers"))
+        for k in range(0, len(ids), READ_BACK_CHUNK):
+            quoted = ", ".join("'" + i.replace("'", "") + "'" for i in ids[k : k + READ_BACK_CHUNK])
+            for rec in self.client.query_all(
+                f"SELECT Id, {cols} FROM Account WHERE Id IN ({quoted})"
+            ):
+                row = by_id.get(rec.get("Id", ""))
+                if row is None or rec.get(f["score"]) is None:
+                    continue
+                if (
+                    float(rec[f["score"]]) == row.score
+                    and rec.get(f["tier"]) == row.tier
+                    and (rec.get(f["drivers"]) or "") == row.drivers[:DRIVERS_MAX]
+                ):
+                    held.add(row.account_external_id)
+        return held
+
+
+def build_sink(settings: Settings, **client_opts) -> SalesforceScoreSink:
+    return SalesforceScoreSink(
+        build_client(settings, **client_opts),
+        fields=settings.salesforce_score_fields,
+        bulk_threshold=settings.salesforce_bulk_threshold,
+    )

@@ -354,14 +354,14 @@ def load_mapping(path: Path | None) -> FieldMapping:
         raise PermanentConnectorError(f"SALESFORCE_MAPPING: {exc}") from exc
 
 
-def build_source(settings: Settings, **client_opts) -> SalesforceSource:
+def build_client(settings: Settings, **client_opts) -> SalesforceClient:
     """client_opts go to SalesforceClient (e.g. session=RetryingSession(sleep=...), batch_size)."""
     if not settings.salesforce_instance_url:
         raise PermanentConnectorError("SALESFORCE_INSTANCE_URL is not set")
     token = settings.salesforce_access_token
     password = settings.salesforce_password
     security = settings.salesforce_security_token
-    client = SalesforceClient(
+    return SalesforceClient(
         settings.salesforce_instance_url,
         token.get_secret_value() if token else None,
         username=settings.salesforce_username,
@@ -371,4 +371,9 @@ def build_source(settings: Settings, **client_opts) -> SalesforceSource:
         ca_bundle=settings.requests_ca_bundle,
         **client_opts,
     )
-    return SalesforceSource(client, load_mapping(settings.salesforce_mapping))
+
+
+def build_source(settings: Settings, **client_opts) -> SalesforceSource:
+    return SalesforceSource(
+        build_client(settings, **client_opts), load_mapping(settings.salesforce_mapping)
+    )

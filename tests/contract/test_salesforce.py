@@ -506,7 +506,7 @@ def test_score_sink_writes_in_batches_of_200(sandbox):
     result = sink.write(rows_)
     assert sandbox.server.count("PATCH", "/composite/sobjects") == 2
     assert list(result.errors) == ["001ZZ0000000000AAA"]
-    assert "INVALID_CROSS_REFERENCE_KEY" in result.errors["001ZZ0000000000AAA"]
+    assert result.errors["001ZZ0000000000AAA"].code == "INVALID_CROSS_REFERENCE_KEY"
     assert len(result.ok) == 399
     last = rows_[398]
     rec = sandbox.record("Account", last.account_external_id)

@@ -93,9 +93,10 @@ def test_a_2500_row_score_write_goes_through_one_bulk_job(sandbox):
     assert srv.count(None, "/composite") == 0
     assert len(srv.requests) == 7
     assert sorted(result.errors) == sorted(bad)
-    assert result.errors[UNKNOWN[0]].startswith("INVALID_CROSS_REFERENCE_KEY:")
-    assert result.errors[deleted].startswith("ENTITY_IS_DELETED:")
-    assert result.errors["not-an-id"].startswith("MALFORMED_ID:")
+    assert result.errors[UNKNOWN[0]].code == "INVALID_CROSS_REFERENCE_KEY"
+    assert result.errors[deleted].code == "ENTITY_IS_DELETED"
+    assert result.errors["not-an-id"].code == "MALFORMED_ID"
+    assert not any(e.transient for e in result.errors.values())
     assert len(result.ok) == 2496 and deleted not in result.ok
     for k, row in enumerate(rows_[:3]):
         rec = sandbox.record("Account", row.account_external_id)

@@ -14,12 +14,13 @@ from health.db import session_scope
 from health.models import Account, OutboxItem, Score, ScoreChange
 from health.records import AccountRecord, AccountRef, Batch, ObservationRecord
 from health.repo import store_batch
+from health.rescore import rescore
 from health.score_history import score_history, score_states_as_of, scores_as_of
+from health.score_writes import day_end
 from health.scoring.engine import plan_of
 from health.scoring.model import load_model
 from health.scoring.stats import Needs, summarize
 from health.scoring.vector import fill
-from health.scoring_service import day_end, rescore
 from health.settings import DEFAULT_MODEL_PATH
 from health.stats_sql import signal_stats, stats_columns
 
@@ -133,7 +134,7 @@ def test_the_default_model_asks_for_what_its_metrics_and_hard_events_read():
 def test_rescore_is_idempotent_and_keeps_point_in_time_history(engine):
     seed(engine, n_accounts=4)
     for d in range(40, -1, -1):  # forty days of daily scoring
-        rescore(engine, MODEL, day=DAY - timedelta(days=d))
+        rescore(engine, MODEL, day=DAY - timedelta(days=d), targets=("salesforce",))
     with session_scope(engine) as s:
         n_scores = s.exec(select(func.count()).select_from(Score)).scalar_one()
         n_changes = s.exec(select(func.count()).select_from(ScoreChange)).scalar_one()
@@ -141,7 +142,7 @@ def test_rescore_is_idempotent_and_keeps_point_in_time_history(engine):
     assert n_scores == 4 * 41
     assert all(s.trend_30d is not None for s in latest)  # history 30 days back exists
     assert all(s.reason.startswith("Account ") for s in latest)
-    rescore(engine, MODEL, day=DAY)  # same day again: replaces, never duplicates
+    rescore(engine, MODEL, day=DAY, targets=("salesforce",))  # same day again: replaces
     with session_scope(engine) as s:
         assert s.exec(select(func.count()).select_from(Score)).scalar_one() == n_scores
         assert s.exec(select(func.count()).select_from(ScoreChange)).scalar_one() == n_changes

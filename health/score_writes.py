@@ -1,0 +1,161 @@
+"""How scores are stored: Score rows, the ScoreChange audit trail, and the outbox rows that
+carry a changed score to each CRM. The rules of what counts as a change live here, once,
+for the rescore and the replay alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from health.models import Account, OutboxItem, Score, ScoreChange
+from health.repo import bulk_upsert
+from health.scoring.engine import AccountContext
+
+Progress = Callable[[int], None]  # called with the number of accounts just finished
+
+
+@dataclass
+class RescoreReport:
+    accounts: int = 0
+    scored: int = 0
+    no_data: int = 0
+    changes: int = 0
+    announced: int = 0
+    worker_statements: int = 0  # sent by worker processes, unseen by the caller's engine
+
+    def add(
+        self, written: WriteReport, *, scored: int, accounts: int, progress: Progress | None
+    ) -> None:
+        self.changes += written.changes
+        self.announced += written.announced
+        self.scored += scored
+        self.accounts += accounts
+        if progress:
+            progress(accounts)
+
+
+def day_end(day: date) -> datetime:
+    """A scoring day's instant: everything observed up to the end of that UTC day counts."""
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def context(a: Account) -> AccountContext:
+    return AccountContext(
+        name=a.name, segment=a.segment, customer_since=a.customer_since, renewal_date=a.renewal_date
+    )
+
+
+@dataclass
+class WriteReport:
+    changes: int = 0
+    announced: int = 0
+
+
+def write_scores(
+    *,
+    session: Session,
+    rows: Sequence[dict],
+    sources: dict[int, str],
+    previous: dict,
+    targets: Collection[str] = (),
+) -> WriteReport:
+    """Insert (or replace, on a rerun of the same day) Score rows; a ScoreChange where the
+    score or tier moved; an outbox row for the account's CRM, when it is one of `targets`
+    (the CRMs that receive scores), where what the CRM shows changed.
+    `previous` maps (account id, score date) -> the Score before it (anything with a Score's
+    attributes); rows may span several days."""
+    report = WriteReport()
+    if not rows:
+        return report
+    written = bulk_upsert(
+        session,
+        Score,
+        rows,
+        keys=("account_id", "score_date"),
+        update=[c for c in rows[0] if c not in ("account_id", "score_date")],
+        returning=("id", "account_id", "score_date"),
+    )
+    score_ids = {(acc, day): sid for sid, acc, day in written}
+    last_outbox: dict[int, dict] = {}
+    changes = []
+    for row in rows:
+        acc, day = row["account_id"], row["score_date"]
+        prev, score_id = previous.get((acc, day)), score_ids[(acc, day)]
+        announced = prev is not None and prev.announced_tier != row["announced_tier"]
+        if (
+            prev is None
+            or abs(row["total"] - prev.total) >= 1
+            or row["tier"] != prev.tier
+            or announced
+        ):
+            changes.append(
+                {
+                    "account_id": acc,
+                    "score_id": score_id,
+                    "changed_at": row["computed_at"],
+                    "from_total": prev.total if prev else None,
+                    "to_total": row["total"],
+                    "delta": round(row["total"] - prev.total, 1) if prev else 0.0,
+                    "from_tier": prev.announced_tier if prev else None,
+                    "to_tier": row["announced_tier"],
+                    "tier_announced": announced,
+                    "hard_event": (row["hard_events"] or [None])[0],
+                    "reason": row["reason"],
+                }
+            )
+        if sources.get(acc) in targets and (
+            prev is None or round(row["total"]) != round(prev.total) or announced
+        ):
+            last_outbox[acc] = {
+                "account_id": acc,
+                "target": sources[acc],
+                "score_id": score_id,
+                "score_date": day,
+                "created_at": row["computed_at"],
+            }
+    if changes:
+        bulk_upsert(
+            session,
+            ScoreChange,
+            changes,
+            keys=("score_id",),
+            update=[c for c in changes[0] if c != "score_id"],
+        )
+    queue_writebacks(session=session, items=list(last_outbox.values()))
+    report.changes = len(changes)
+    report.announced = sum(1 for c in changes if c["tier_announced"])
+    return report
+
+
+def queue_writebacks(*, session: Session, items: list[dict]) -> None:
+    """Point each account's outbox row at its new score: only the newest score of an account
+    is ever sent (a replay of older days queues nothing), and a new score starts its
+    attempts afresh. An in-flight mark (`sent_at`) stays: after a crash it still says the
+    CRM may already hold the previous version."""
+    if not items:
+        return
+    newest = dict(
+        session.execute(
+            select(Score.account_id, func.max(Score.score_date))
+            .where(Score.account_id.in_({i["account_id"] for i in items}))
+            .group_by(Score.account_id)
+        ).all()
+    )
+    rows = [
+        {k: v for k, v in i.items() if k != "score_date"}
+        | {"attempts": 0, "next_attempt_at": None, "parked_at": None}
+        | {"error_code": None, "last_error": None}
+        for i in items
+        if newest.get(i["account_id"]) == i["score_date"]
+    ]
+    bulk_upsert(
+        session,
+        OutboxItem,
+        rows,
+        keys=("account_id", "target"),
+        update=[c for c in rows[0] if c not in ("account_id", "target")] if rows else [],
+    )
