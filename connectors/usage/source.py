@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import Date, bindparam, create_engine, text
+from sqlalchemy import Connection, Date, bindparam, create_engine, text
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -100,28 +100,61 @@ class UsageSource:
 
     def _pull_sql(self, since: date | None) -> Iterator[Batch]:
         query = (self.query or "").strip().rstrip(";")
-        probe = text(f"SELECT * FROM ({query}) AS usage_rows WHERE 1 = 0")  # noqa: S608
         stmt = text(f"SELECT * FROM ({query}) AS usage_rows ORDER BY day")  # noqa: S608
         params = {}
         if ":since" in query:
-            probe = probe.bindparams(bindparam("since", type_=Date))
             stmt = stmt.bindparams(bindparam("since", type_=Date))
             params["since"] = since or FIRST_DAY
         engine = create_engine(_driver_url(self.database_url or ""))
         try:
             with engine.connect() as conn:
-                self.api_calls += 1  # the columns first, so a wrong query fails clearly
-                cols = self._columns(list(conn.execute(probe, params).keys()), "USAGE_QUERY")
+                cols = self._probe(conn, since)  # the columns first, so a wrong query fails clearly
                 self.api_calls += 1
                 streaming = conn.execution_options(stream_results=True, yield_per=self.batch_size)
                 result = streaming.execute(stmt, params)
                 rows = ((f"row {n}", row) for n, row in enumerate(result, start=1))
                 yield from self._batches(rows, cols, since, ordered=True)
         except SQLAlchemyError as exc:
-            kind = TransientConnectorError if self._transient(exc) else PermanentConnectorError
-            raise kind(f"usage query failed: {type(exc).__name__}: {exc.args[0]!s:.300}") from exc
+            raise self._failed(exc) from exc
         finally:
             engine.dispose()
+
+    def _probe(self, conn: Connection, since: date | None) -> Columns:
+        """The query's columns, run as `WHERE 1 = 0`: no row is read."""
+        query = (self.query or "").strip().rstrip(";")
+        probe = text(f"SELECT * FROM ({query}) AS usage_rows WHERE 1 = 0")  # noqa: S608
+        params = {}
+        if ":since" in query:
+            probe = probe.bindparams(bindparam("since", type_=Date))
+            params["since"] = since or FIRST_DAY
+        self.api_calls += 1
+        return self._columns(list(conn.execute(probe, params).keys()), "USAGE_QUERY")
+
+    def check(self) -> tuple[str, ...]:
+        """A cheap read-only probe (`healthbot doctor`): the CSV's header, or the query's
+        columns without reading a row. Raises like `pull`; returns the signal columns found."""
+        if self.csv_path is not None:
+            try:
+                with self.csv_path.open(newline="", encoding="utf-8-sig") as handle:
+                    header = next(csv.reader(handle), [])
+            except OSError as exc:
+                raise PermanentConnectorError(
+                    f"cannot read USAGE_CSV {self.csv_path}: {exc}"
+                ) from exc
+            self.api_calls += 1
+            return self._columns(header, f"USAGE_CSV {self.csv_path}").signals
+        engine = create_engine(_driver_url(self.database_url or ""))
+        try:
+            with engine.connect() as conn:
+                return self._probe(conn, None).signals
+        except SQLAlchemyError as exc:
+            raise self._failed(exc) from exc
+        finally:
+            engine.dispose()
+
+    def _failed(self, exc: SQLAlchemyError) -> Exception:
+        kind = TransientConnectorError if self._transient(exc) else PermanentConnectorError
+        return kind(f"usage query failed: {type(exc).__name__}: {exc.args[0]!s:.300}")
 
     def _transient(self, exc: SQLAlchemyError) -> bool:
         """Lost connections and timeouts are worth a retry; bad SQL is not. (SQLite reports
