@@ -67,10 +67,11 @@ def fingerprint(w: ScoreWrite) -> str:
 
 
 def claim(*, session: Session, target: str, limit: int, now: datetime) -> tuple[list[Claimed], int]:
-    """Up to `limit` rows due for `target`, marked in flight. Rows whose values the CRM
+    """Up to `limit` rows due for `target` (retries due before `now`: a row refused during a
+    flush waits for the next one), marked in flight. Rows whose values the CRM
     already shows, or whose account is gone, leave the outbox here unsent.
     Returns (claimed, dropped)."""
-    due = or_(OutboxItem.next_attempt_at.is_(None), OutboxItem.next_attempt_at <= now)
+    due = or_(OutboxItem.next_attempt_at.is_(None), OutboxItem.next_attempt_at < now)
     rows = session.execute(
         select(
             OutboxItem.id,

@@ -45,7 +45,7 @@ def pending_count(engine: Engine, target: str, now: datetime) -> int:
         q = select(func.count()).where(
             OutboxItem.target == target,
             OutboxItem.parked_at.is_(None),
-            (OutboxItem.next_attempt_at.is_(None)) | (OutboxItem.next_attempt_at <= now),
+            (OutboxItem.next_attempt_at.is_(None)) | (OutboxItem.next_attempt_at < now),
         )
         return session.execute(q).scalar_one()
 

@@ -65,9 +65,11 @@ class HubSpotClient:
     access_token: str
     base_url: str = "https://api.hubapi.com"
     timeout: float = 30.0
-    max_retries: int = 5
+    # a short in-call retry (1 + 2 + 4 s): a longer outage raises TransientConnectorError, and
+    # the task layer retries later with its own backoff
+    max_retries: int = 3
     backoff: float = 1.0  # first backoff in seconds, doubled per attempt
-    max_backoff: float = 60.0
+    max_backoff: float = 10.0
     sleep: Callable[[float], None] = time.sleep
     jitter: Callable[[], float] = random.random
     ca_bundle: str | None = None

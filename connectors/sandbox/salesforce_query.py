@@ -267,6 +267,11 @@ def update_many(sb: SalesforceSandbox, records: list[dict], *, all_or_none: bool
             errors.append(("INVALID_TYPE", f"sObject type '{obj}' is not supported.", []))
         elif not isinstance(rid, str) or len(rid) not in (15, 18):
             errors.append(("MALFORMED_ID", f"malformed id {rid}", ["Id"]))
+        elif getattr(sb, "row_locks", {}).get(rid, 0) > 0:  # tests: {id: times} -> a lock
+            sb.row_locks[rid] -= 1
+            errors.append(
+                ("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", [])
+            )
         elif rid not in sb.db[obj] or sb.db[obj][rid]["IsDeleted"]:
             errors.append(
                 (

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-FAULT_KINDS = ("rate_limit", "server_error", "slow", "expired_token", "malformed")
+FAULT_KINDS = ("rate_limit", "server_error", "slow", "slow_answer", "expired_token", "malformed")
 
 
 @dataclass
@@ -49,7 +49,8 @@ class Fault:
     path_contains: str = ""
     times: int = 1  # how many matching requests it hits
     retry_after: float | None = 1  # seconds, sent as Retry-After on a rate limit
-    delay: float = 0.0  # seconds, for "slow"
+    delay: float = 0.0  # seconds: "slow" waits before handling, "slow_answer" after (the
+    # request is applied, its answer is late: a client that gives up never learns it landed)
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -133,12 +134,15 @@ class SandboxServer:
         if fault is not None:
             if fault.kind == "slow":
                 time.sleep(fault.delay)
-            else:
+            elif fault.kind != "slow_answer":
                 return self.fault_response(fault, req)
         try:
-            return self.router(req)
+            resp = self.router(req)
         except Exception as exc:  # a bug in the fake must show up as a 500, not a hang
-            return Response(500, {"error": f"sandbox bug: {exc!r}"})
+            resp = Response(500, {"error": f"sandbox bug: {exc!r}"})
+        if fault is not None and fault.kind == "slow_answer":
+            time.sleep(fault.delay)
+        return resp
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
