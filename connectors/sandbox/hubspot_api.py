@@ -17,6 +17,7 @@ import re
 import ssl
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class HubSpotRouter:
         self.token = token
         self.search_cap = search_cap
         self.malformed_next = False
+        self.applied: Counter = Counter()  # tests: batch updates applied per object id
 
     def __call__(self, req: Request) -> Response:
         if req.headers.get("authorization") != f"Bearer {self.token}":
@@ -192,6 +194,7 @@ class HubSpotRouter:
                     )
                 )
             else:
+                self.applied[oid] += 1
                 done.append(self.store.update(kind, oid, {k: str(v) for k, v in props.items()}))
         return self._batch(done, [], "", "", errors=errors)
 
@@ -333,6 +336,11 @@ class HubSpotSandbox:
     @property
     def url(self) -> str:
         return self.server.url
+
+    @property
+    def applied(self) -> Counter:
+        """Batch updates applied per company id (what tests count writes by)."""
+        return self.router.applied
 
     def stop(self) -> None:
         self.server.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -326,8 +326,10 @@ def update_many(sb: SalesforceSandbox, records: list[dict], *, all_or_none: bool
                     ],
                 )
         return results
+    applied = sb.__dict__.setdefault("applied", Counter())  # tests: updates per record id
     for r, (obj, rid, values) in zip(results, changes, strict=True):
         if r["success"]:
+            applied[rid] += 1
             sb.db[obj][rid].update(values)
             sb.db[obj][rid]["SystemModstamp"] = sb.db[obj][rid]["LastModifiedDate"] = sb.tick()
     return results

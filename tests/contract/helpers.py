@@ -39,7 +39,7 @@ def kill_after(n: int):
 
 
 @contextmanager
-def crm_sandboxes(portfolio: Portfolio, **settings):
+def crm_sandboxes(portfolio: Portfolio, *, sf_rate_limit_status: int = 403, **settings):
     """Sandbox Salesforce (three accounts in four) and HubSpot (the fourth, with the score
     properties created as `healthbot crm setup` would), and Settings pointing at both."""
     from cli.demo_sync import sandbox_settings, subset
@@ -50,7 +50,9 @@ def crm_sandboxes(portfolio: Portfolio, **settings):
     hs_ids = {a.external_id for i, a in enumerate(portfolio.accounts) if i % 4 == 3}
     sf_ids = {a.external_id for a in portfolio.accounts} - hs_ids
     with (
-        start_salesforce_sandbox(subset(portfolio, sf_ids, tickets=False)) as sf,
+        start_salesforce_sandbox(
+            subset(portfolio, sf_ids, tickets=False), rate_limit_status=sf_rate_limit_status
+        ) as sf,
         start_hubspot_sandbox(subset(portfolio, hs_ids, tickets=False)) as hs,
     ):
         config = sandbox_settings(sf, hs, **settings)
