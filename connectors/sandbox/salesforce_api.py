@@ -19,7 +19,10 @@ answer is 403 REQUEST_LIMIT_EXCEEDED. Auth: `Authorization: Bearer <token>`, els
 INVALID_SESSION_ID. Faults: rate_limit -> 403 REQUEST_LIMIT_EXCEEDED as Salesforce sends it (or
 429 + Retry-After when started with rate_limit_status=429), server_error -> 500
 UNKNOWN_EXCEPTION, expired_token -> 401, malformed -> the page's first record loses its Id.
-Bulk API 2.0 ingest (jobs/ingest): salesforce_bulk. Not emulated: SOAP login, Bulk 2.0 query.
+Bulk API 2.0 ingest (jobs/ingest): salesforce_bulk. Metadata API (POST /services/Soap/m/vXX.X,
+createMetadata / readMetadata of CustomField): salesforce_metadata. Each sandbox has its own
+schema (`score_fields=False`: an org without the Health_* Account fields; fields created through
+the Metadata API join it). Not emulated: SOAP login, Bulk 2.0 query.
 """
 
 from __future__ import annotations
@@ -36,7 +39,17 @@ from datetime import UTC, datetime, timedelta
 import trustme
 
 from connectors.sandbox.portfolio import Portfolio
-from connectors.sandbox.salesforce_seed import CHILDREN, SCHEMA, describe, seed, sf_ts, sfid
+from connectors.sandbox.salesforce_metadata import METADATA_PATH, metadata_call
+from connectors.sandbox.salesforce_seed import (
+    CHILDREN,
+    HEALTH_FIELDS,
+    SCHEMA,
+    describe,
+    org_schema,
+    seed,
+    sf_ts,
+    sfid,
+)
 from connectors.sandbox.server import Fault, Request, Response, SandboxServer
 
 TOKEN = "00DFK0000000001!sandbox-session"
@@ -74,8 +87,16 @@ class SalesforceSandbox:
         api_limit: int,
         rate_limit_status: int,
         version: str = VERSION,
+        score_fields: bool = True,
+        metadata_access: bool = True,
     ):
         self.db = seed(portfolio) if portfolio is not None else {o: {} for o in SCHEMA}
+        self.schema = {obj: dict(fields) for obj, fields in SCHEMA.items()}  # this org's fields
+        if not score_fields:
+            for name in HEALTH_FIELDS:
+                del self.schema["Account"][name]
+        self.metadata_access = metadata_access  # False: Metadata API calls get INSUFFICIENT_ACCESS
+        self.field_metadata: dict[str, dict] = {}  # CustomField definitions by full name
         self.token, self.api_limit, self.version = token, api_limit, version
         self.rate_limit_status = rate_limit_status
         end = portfolio.end if portfolio is not None else datetime.now(UTC).date()
@@ -111,7 +132,7 @@ class SalesforceSandbox:
         with self.lock:
             rid = fields.pop("Id", None) or sfid(obj, 900_000_000 + next(self._ids))
             ts = self.tick()
-            rec = dict.fromkeys(f for f in SCHEMA[obj] if f not in ("Id",))
+            rec = dict.fromkeys(f for f in self.schema[obj] if f not in ("Id",))
             rec.update(
                 Id=rid, IsDeleted=False, CreatedDate=ts, LastModifiedDate=ts, SystemModstamp=ts
             )
@@ -134,7 +155,11 @@ class SalesforceSandbox:
         return {"Sforce-Limit-Info": f"api-usage={len(self.server.requests)}/{self.api_limit}"}
 
     def route(self, req: Request) -> Response:
-        resp = self._route(req)
+        with org_schema(self.schema):
+            if req.path.startswith(METADATA_PATH):  # SOAP: the session id is in the envelope
+                resp = metadata_call(self, req)
+            else:
+                resp = self._route(req)
         resp.headers.update(self.usage_header())
         return resp
 
@@ -223,7 +248,8 @@ class SalesforceSandbox:
         elif fault.kind == "expired_token":
             resp = sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
         else:  # malformed: a page whose first record lost its Id
-            resp = self._route(req)
+            with org_schema(self.schema):
+                resp = self._route(req)
             records = resp.body.get("records") if isinstance(resp.body, dict) else None
             if records:
                 records[0] = {k: v for k, v in records[0].items() if k != "Id"}
@@ -248,11 +274,19 @@ def start_salesforce_sandbox(
     token: str = TOKEN,
     api_limit: int = 15_000,
     rate_limit_status: int = 403,
+    score_fields: bool = True,
+    metadata_access: bool = True,
 ) -> SalesforceSandbox:
     """Seed from `portfolio` and serve on https://127.0.0.1:<port>; `.ca_path` is the CA to
-    trust (session.verify / REQUESTS_CA_BUNDLE)."""
+    trust (session.verify / REQUESTS_CA_BUNDLE). `score_fields=False`: Account has none of the
+    Health_* fields; `metadata_access=False`: the user may not use the Metadata API."""
     sandbox = SalesforceSandbox(
-        portfolio, token=token, api_limit=api_limit, rate_limit_status=rate_limit_status
+        portfolio,
+        token=token,
+        api_limit=api_limit,
+        rate_limit_status=rate_limit_status,
+        score_fields=score_fields,
+        metadata_access=metadata_access,
     )
     ctx, sandbox.ca_path = tls_context()
     sandbox.server = SandboxServer(sandbox.route, sandbox.fault_response, ssl_context=ctx).start()

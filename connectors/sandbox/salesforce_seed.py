@@ -20,6 +20,9 @@ portfolio's own instants. Tests that need a tie make one (SalesforceSandbox.set_
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, time, timedelta
 
 from connectors.sandbox.portfolio import Portfolio
@@ -31,6 +34,28 @@ _COMMON = {
     "LastModifiedDate": "datetime",
     "SystemModstamp": "datetime",
 }
+_ORG_SCHEMA: ContextVar[dict[str, dict[str, object]] | None] = ContextVar("org", default=None)
+
+
+class _Schema(dict):
+    """`SCHEMA[obj]` answers with the fields of the org serving the current request (see
+    `org_schema`): a sandbox may lack some fields, or have gained some through the Metadata API.
+    Outside a request it is the default schema below."""
+
+    def __getitem__(self, obj: str) -> dict[str, object]:
+        org = _ORG_SCHEMA.get()
+        return org[obj] if org is not None else super().__getitem__(obj)
+
+
+@contextmanager
+def org_schema(schema: dict[str, dict[str, object]]) -> Iterator[None]:
+    token = _ORG_SCHEMA.set(schema)
+    try:
+        yield
+    finally:
+        _ORG_SCHEMA.reset(token)
+
+
 # object -> field -> type; a reference is ("reference", target object, relationship name)
 SCHEMA: dict[str, dict[str, object]] = {
     "User": {**_COMMON, "Name": "string", "Email": "email"},
@@ -114,6 +139,8 @@ SCHEMA: dict[str, dict[str, object]] = {
         "Left_Date__c": "date",
     },
 }
+SCHEMA = _Schema(SCHEMA)  # SCHEMA[obj]: the fields of the org serving the request
+HEALTH_FIELDS = tuple(f for f in SCHEMA["Account"] if f.startswith("Health_"))  # the score fields
 CHILDREN = {
     "Account": {
         "contracts": "Contract",

@@ -1,0 +1,238 @@
+"""The Account custom fields healthbot writes scores into, created through the Salesforce
+Metadata API (simple-salesforce's `sf.mdapi`: zeep over SOAP).
+
+`ensure_fields(client, specs)`:
+1. describe Account (1 REST call): fields the API user already sees are done;
+2. only when some are missing, readMetadata of those (1 SOAP call): a field that exists but is
+   hidden from this user by field-level security is reported, never created twice;
+3. createMetadata of the rest, 10 per call (one call for our five).
+A second run costs the describe alone. Without the Metadata API permission (INSUFFICIENT_ACCESS)
+nothing is created: every missing field comes back to be created by hand, described the way
+Setup asks for it (`FieldSpec.setup_screen`).
+
+Salesforce grants a field created through the Metadata API to no profile: the API user sees it
+only once field-level security allows it (`FLS_STEP` says how). Granting it here would need a
+permission set (createMetadata) and its assignment to the user; this module prints the step.
+
+simple-salesforce builds the zeep client with a requests session of its own (no CA bundle, no
+call count): `metadata_api` hands it a RetryingSession with the client's CA bundle and no
+retries (a SOAP fault is an HTTP 500, and retrying INSUFFICIENT_ACCESS helps nobody). zeep is
+imported here for its fault type, the one vendor import outside client.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zeep.exceptions import Error as ZeepError
+from zeep.exceptions import Fault
+
+from connectors.base import (
+    AuthConnectorError,
+    ConnectorError,
+    PermanentConnectorError,
+    TransientConnectorError,
+)
+from connectors.salesforce.client import RetryingSession, SalesforceClient
+from connectors.salesforce.sink import DRIVERS_MAX
+
+OBJECT = "Account"
+PER_CALL = 10  # components per createMetadata / readMetadata call
+TIERS = {"healthy": "Healthy", "monitor": "Monitor", "at_risk": "At risk", "critical": "Critical"}
+DESCRIPTION = "Written by healthbot (customer health score); edits are overwritten."
+FLS_STEP = (
+    "Salesforce shows a new field to nobody until field-level security grants it: in Setup > "
+    "Object Manager > Account > Fields & Relationships, open each field > Set Field-Level "
+    "Security and make it Visible (not Read-Only) for the profile of the user healthbot signs "
+    "in as (or grant Edit on the fields in a permission set assigned to that user). Then run "
+    "`healthbot crm setup` again: it lists every field it can see as already there."
+)
+PERMISSION = (
+    "to create fields the Salesforce user needs the permission 'Modify Metadata Through "
+    "Metadata API Functions' (or 'Modify All Data')"
+)
+_FAILED = re.compile(r"^(\S+): (.*)$", re.MULTILINE)
+_ERROR = re.compile(r"\((\w+), (.*?)\), ")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One Account field: API name, label and Metadata API type with its size."""
+
+    name: str
+    label: str
+    type: str  # Number, Picklist, TextArea, DateTime, Text
+    precision: int | None = None  # Number: digits in all
+    scale: int | None = None  # Number: digits after the decimal point
+    length: int | None = None  # Text; TextArea is always 255
+    values: tuple[str, ...] = ()  # Picklist API names
+
+    @property
+    def full_name(self) -> str:
+        return f"{OBJECT}.{self.name}"
+
+    def setup_screen(self) -> tuple[str, str]:
+        """(type, size) as Setup > Object Manager > New Field asks for them."""
+        if self.type == "Number":
+            places = self.scale or 0
+            return "Number", f"Length {(self.precision or 0) - places}, Decimal Places {places}"
+        if self.type == "Picklist":
+            return "Picklist", "values " + ", ".join(self.values) + " (restricted)"
+        if self.type == "TextArea":
+            return "Text Area", f"{DRIVERS_MAX} characters"
+        if self.type == "Text":
+            return "Text", f"Length {self.length}"
+        return {"DateTime": "Date/Time"}.get(self.type, self.type), ""
+
+    def component(self, md: Any) -> Any:
+        """The CustomField for createMetadata (`md` is simple-salesforce's `sf.mdapi`)."""
+        attrs: dict[str, Any] = {}
+        if self.type == "Number":
+            attrs = {"precision": self.precision, "scale": self.scale}
+        elif self.type == "Text":
+            attrs = {"length": self.length}
+        elif self.type == "Picklist":
+            values = [
+                md.CustomValue(fullName=v, label=TIERS.get(v, v), default=False)
+                for v in self.values
+            ]
+            attrs = {
+                "valueSet": md.ValueSet(
+                    restricted=True,
+                    valueSetDefinition=md.ValueSetValuesDefinition(sorted=False, value=values),
+                )
+            }
+        return md.CustomField(
+            fullName=self.full_name,
+            label=self.label,
+            type=self.type,
+            description=DESCRIPTION,
+            **attrs,
+        )
+
+
+def field_specs(names: Mapping[str, str]) -> list[FieldSpec]:
+    """The five score fields under the names in use (`sink.field_names(...)`)."""
+    return [
+        FieldSpec(names["score"], "Health Score", "Number", precision=5, scale=0),
+        FieldSpec(names["tier"], "Health Tier", "Picklist", values=tuple(TIERS)),
+        FieldSpec(names["trend_30d"], "Health 30-day Trend", "Number", precision=5, scale=1),
+        FieldSpec(names["drivers"], "Health Drivers", "TextArea"),
+        FieldSpec(names["updated_at"], "Health Updated At", "DateTime"),
+    ]
+
+
+@dataclass
+class FieldsSetup:
+    created: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # exist; the API user cannot see them
+    by_hand: list[FieldSpec] = field(default_factory=list)
+    reason: str = ""  # why `by_hand` is not empty
+    api_calls: int = 0
+
+
+class NoMetadataAccess(PermanentConnectorError):
+    """The user may not use the Metadata API (INSUFFICIENT_ACCESS)."""
+
+
+def ensure_fields(client: SalesforceClient, specs: Sequence[FieldSpec]) -> FieldsSetup:
+    seen = {f["name"].lower() for f in client.describe(OBJECT)["fields"]}
+    result = FieldsSetup(present=[s.name for s in specs if s.name.lower() in seen])
+    missing = [s for s in specs if s.name.lower() not in seen]
+    if not missing:
+        result.api_calls = client.api_calls
+        return result
+    md, session = metadata_api(client)
+    try:
+        result.hidden = existing(md, missing)
+        todo = [s for s in missing if s.name not in result.hidden]
+        failed = create(md, todo)
+    except NoMetadataAccess as exc:
+        result.by_hand = [s for s in missing if s.name not in result.hidden]
+        result.reason = f"{exc}: {PERMISSION}"
+        return result
+    finally:
+        result.api_calls = client.api_calls + session.calls
+    result.created = [s.name for s in todo if s.full_name not in failed]
+    result.by_hand = [s for s in todo if s.full_name in failed]
+    result.reason = "; ".join(f"{name.partition('.')[2]}: {why}" for name, why in failed.items())
+    return result
+
+
+def metadata_api(client: SalesforceClient) -> tuple[Any, RetryingSession]:
+    """simple-salesforce's `sf.mdapi`, its zeep client sending through a session of ours."""
+    md = client.sf.mdapi
+    session = RetryingSession(timeout=client.session.timeout, max_retries=0)
+    session.ca_bundle = client.session.ca_bundle
+    md._client.transport.session = session  # the only handle on zeep's transport
+    md._client.transport.operation_timeout = client.session.timeout
+    return md, session
+
+
+def existing(md: Any, specs: Sequence[FieldSpec]) -> list[str]:
+    """The fields among `specs` that exist in the org (readMetadata answers a missing one with
+    an empty record)."""
+    found: set[str] = set()
+    for k in range(0, len(specs), PER_CALL):
+        names = [s.full_name for s in specs[k : k + PER_CALL]]
+        records = soap("readMetadata", md.CustomField.read, names)
+        for rec in records if isinstance(records, list) else [records]:
+            if rec is not None and getattr(rec, "fullName", None):
+                found.add(str(rec.fullName).lower())
+    return [s.name for s in specs if s.full_name.lower() in found]
+
+
+def create(md: Any, specs: Sequence[FieldSpec]) -> dict[str, str]:
+    """createMetadata, 10 fields per call; returns {full name: why} for those refused."""
+    failed: dict[str, str] = {}
+    for k in range(0, len(specs), PER_CALL):
+        chunk = specs[k : k + PER_CALL]
+        try:
+            soap("createMetadata", md.CustomField.create, [s.component(md) for s in chunk])
+        except ConnectorError:
+            raise
+        except Exception as exc:  # simple-salesforce lists every failed SaveResult in one text
+            refused = refusals(str(exc), {s.full_name for s in chunk})
+            if not refused:
+                raise
+            failed.update(refused)
+    return failed
+
+
+def refusals(text: str, full_names: set[str]) -> dict[str, str]:
+    """'\\nAccount.X__c: (CODE, message), ' lines -> {full name: 'CODE: message'}."""
+    out = {}
+    for name, errors in _FAILED.findall(text):
+        if name in full_names:
+            found = _ERROR.findall(errors + " ")
+            out[name] = "; ".join(f"{code}: {msg}" for code, msg in found) or errors.strip(", ")
+    return out
+
+
+def soap(what: str, call: Callable, *args: Any) -> Any:
+    """One Metadata API call; SOAP faults become our connector errors."""
+    try:
+        return call(*args)
+    except Fault as exc:
+        raise fault_error(exc, what) from exc
+    except ZeepError as exc:
+        raise PermanentConnectorError(f"Salesforce Metadata API {what}: {exc}") from exc
+
+
+def fault_error(exc: Fault, what: str) -> ConnectorError:
+    code = str(exc.code or "").rpartition(":")[2]
+    detail = f"{exc.message} (Metadata API {what})"
+    if code == "INSUFFICIENT_ACCESS":
+        return NoMetadataAccess(detail)
+    if code == "INVALID_SESSION_ID":
+        return AuthConnectorError(
+            f"Salesforce rejected the session: {detail}; set SALESFORCE_ACCESS_TOKEN to a valid "
+            "access token"
+        )
+    if code == "REQUEST_LIMIT_EXCEEDED":
+        return TransientConnectorError(f"Salesforce API limit reached: {detail}")
+    return PermanentConnectorError(f"Salesforce refused {detail}")
