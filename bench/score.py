@@ -51,6 +51,7 @@ DRIFTS = (0.0, 0.0, 0.0, 0.1, -0.2, -0.5, -0.8)  # usage change over the 90 days
 RARE = [("sev1_ticket", "zendesk")] * 50 + [("escalation", "zendesk")] * 30
 RARE += [("exec_meeting", "salesforce")] * 100 + [("champion_left", "salesforce")] * 5
 SOURCES = ("salesforce",) * 9 + ("hubspot",) * 7 + ("csv",) * 4
+CRMS = ("salesforce", "hubspot")
 SEGMENTS = ("enterprise", "mid_market", "mid_market", "smb", "smb", "smb")
 FLOOR_SQL = text(
     "CREATE TABLE bench_floor AS SELECT account_id, count(*) AS n, avg(value) AS mean,"
@@ -217,7 +218,15 @@ def seed_history(engine, model, n: int, batch_size: int, workers: int) -> None:
     say("history: rescoring the day before (untimed)")
     day = LAST_DAY - timedelta(days=1)
     progress = progress_line(n, "seeded")
-    rescore(engine, model, day=day, batch_size=batch_size, workers=workers, progress=progress)
+    rescore(
+        engine,
+        model,
+        day=day,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        targets=CRMS,
+    )
     cols = [c.name for c in Score.__table__.c if c.name != "id"]
     shifted = ", ".join("score_date - v.d" if c == "score_date" else c for c in cols)
     copy = f"INSERT INTO score ({', '.join(cols)}) SELECT {shifted} FROM score"
@@ -320,6 +329,7 @@ def main() -> None:
         batch_size=args.batch_size,
         workers=args.workers,
         progress=progress,
+        targets=CRMS,  # changed scores of CRM accounts queued for writeback, as in production
     )
     seconds = time.perf_counter() - t
     queries = next(counter) + report.worker_statements

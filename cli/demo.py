@@ -16,8 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import Engine
 
-from cli.demo_sync import sync_sandbox_apis
+from cli.demo_sync import (
+    show_crm_fields,
+    start_sandboxes,
+    stop_sandboxes,
+    sync_sandbox_apis,
+    write_to_crms,
+)
 from cli.render import at_risk_table, brief_panel, portfolio_table
+from connectors.registry import configured_sinks
 from connectors.sandbox.portfolio import Portfolio, generate_portfolio
 from connectors.sandbox.source import PortfolioSource
 from health.briefs import account_brief, portfolio
@@ -27,6 +34,7 @@ from health.migrate import upgrade
 from health.models import Account
 from health.replay import backfill
 from health.scoring.model import ScoringModel
+from health.settings import Settings
 
 
 @dataclass
@@ -40,6 +48,9 @@ class DemoContext:
     end: date
     engine: Engine | None = None
     portfolio: Portfolio | None = None
+    settings: Settings | None = None  # pointing at the sandbox vendor APIs
+    servers: list = field(default_factory=list)  # the running sandboxes
+    shown_account: Account | None = None  # the account whose brief the demo shows
     notes: list[str] = field(default_factory=list)
 
 
@@ -92,6 +103,7 @@ def score_history(ctx: DemoContext) -> None:
             end=ctx.end,
             workers=min(2, os.cpu_count() or 1),
             progress=lambda n: bar.update(task, advance=n),
+            targets=configured_sinks(ctx.settings),
         )
     ctx.console.print(
         f"  {report.scored:,} daily scores, {report.changes:,} score changes, "
@@ -105,10 +117,14 @@ def show_portfolio(ctx: DemoContext) -> None:
         ctx.console.print(portfolio_table(view))
         ctx.console.print(at_risk_table(view))
         if view.at_risk:
-            account = session.get(Account, view.at_risk[0].account_id)
-            ctx.console.print(
-                brief_panel(account_brief(session=session, account=account, model=ctx.model))
-            )
+            ctx.shown_account = session.get(Account, view.at_risk[0].account_id)
+            brief = account_brief(session=session, account=ctx.shown_account, model=ctx.model)
+            ctx.console.print(brief_panel(brief))
+
+
+def crm_page(ctx: DemoContext) -> None:
+    if ctx.shown_account is not None:
+        show_crm_fields(ctx, ctx.shown_account)
 
 
 def where_data_lives(ctx: DemoContext) -> None:
@@ -123,14 +139,20 @@ def where_data_lives(ctx: DemoContext) -> None:
 STEPS: list[tuple[str, DemoStep]] = [
     ("Create a fresh demo database", fresh_database),
     ("Build the sandbox portfolio", build_portfolio),
-    ("Sync it through the sandbox Salesforce, HubSpot and Zendesk APIs", sync_sandbox_apis),
+    ("Start sandbox Salesforce, HubSpot and Zendesk APIs on loopback", start_sandboxes),
+    ("Sync through them with the real vendor clients", sync_sandbox_apis),
     ("Score every account, every day", score_history),
     ("Your portfolio", show_portfolio),
+    ("One pass of the pipeline (`healthbot run`): scores onto the CRM pages", write_to_crms),
+    ("What the account page shows in the CRM", crm_page),
     ("Where the data lives", where_data_lives),
 ]
 
 
 def run_demo(ctx: DemoContext, steps: list[tuple[str, DemoStep]] | None = None) -> None:
-    for title, step in steps or STEPS:
-        ctx.console.rule(f"[bold]{title}")
-        step(ctx)
+    try:
+        for title, step in steps or STEPS:
+            ctx.console.rule(f"[bold]{title}")
+            step(ctx)
+    finally:
+        stop_sandboxes(ctx)

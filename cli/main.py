@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from cli.crm import crm_app
 from cli.doctor import doctor
 from cli.errors import UserError
 from cli.render import brief_panel
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(crm_app, name="crm")
 app.command()(doctor)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)

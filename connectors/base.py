@@ -51,6 +51,10 @@ class ScoreSink(Protocol):
         request's worth (or one bulk job's), so a failure costs at most that chunk."""
         ...
 
+    def read_fields(self, external_ids: Sequence[str]) -> dict[str, dict]:
+        """What each CRM record shows now, by score field key (batched reads)."""
+        ...
+
     def already_written(self, rows: Sequence[ScoreWrite]) -> set[str]:
         """External ids whose CRM record already shows these values (batched reads)."""
         ...

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from health.models import Account, OutboxItem, Score, ScoreChange
+from health.models import Account, CrmWrite, OutboxItem, Score, ScoreChange
 from health.repo import bulk_upsert
 from health.scoring.engine import AccountContext
 
@@ -107,15 +107,15 @@ def write_scores(
                     "reason": row["reason"],
                 }
             )
-        if sources.get(acc) in targets and (
-            prev is None or round(row["total"]) != round(prev.total) or announced
-        ):
+        if sources.get(acc) in targets:  # the newest score of each account is a candidate
+            shown = prev is None or round(row["total"]) != round(prev.total) or announced
             last_outbox[acc] = {
                 "account_id": acc,
                 "target": sources[acc],
                 "score_id": score_id,
                 "score_date": day,
                 "created_at": row["computed_at"],
+                "changed": shown,
             }
     if changes:
         bulk_upsert(
@@ -132,30 +132,39 @@ def write_scores(
 
 
 def queue_writebacks(*, session: Session, items: list[dict]) -> None:
-    """Point each account's outbox row at its new score: only the newest score of an account
-    is ever sent (a replay of older days queues nothing), and a new score starts its
-    attempts afresh. An in-flight mark (`sent_at`) stays: after a crash it still says the
-    CRM may already hold the previous version."""
+    """Point an account's outbox row at its new score when what the CRM shows changes (or the
+    CRM was never sent a score for it). Only the newest score of an account is ever sent (a
+    replay of older days queues nothing), and a new score starts its attempts afresh. An
+    in-flight mark (`sent_at`) stays: after a crash it still says the CRM may already hold
+    the previous version."""
     if not items:
         return
+    accounts = {i["account_id"] for i in items}
     newest = dict(
         session.execute(
             select(Score.account_id, func.max(Score.score_date))
-            .where(Score.account_id.in_({i["account_id"] for i in items}))
+            .where(Score.account_id.in_(accounts))
             .group_by(Score.account_id)
         ).all()
     )
+    written = set(
+        session.execute(
+            select(CrmWrite.account_id, CrmWrite.target).where(CrmWrite.account_id.in_(accounts))
+        ).all()
+    )
     rows = [
-        {k: v for k, v in i.items() if k != "score_date"}
+        {k: v for k, v in i.items() if k not in ("score_date", "changed")}
         | {"attempts": 0, "next_attempt_at": None, "parked_at": None}
         | {"error_code": None, "last_error": None}
         for i in items
         if newest.get(i["account_id"]) == i["score_date"]
+        and (i["changed"] or (i["account_id"], i["target"]) not in written)
     ]
-    bulk_upsert(
-        session,
-        OutboxItem,
-        rows,
-        keys=("account_id", "target"),
-        update=[c for c in rows[0] if c not in ("account_id", "target")] if rows else [],
-    )
+    if rows:
+        bulk_upsert(
+            session,
+            OutboxItem,
+            rows,
+            keys=("account_id", "target"),
+            update=[c for c in rows[0] if c not in ("account_id", "target")],
+        )

@@ -113,23 +113,29 @@ class HubSpotScoreSink:
                     )
         return result
 
+    def read_fields(self, external_ids: Sequence[str]) -> dict[str, dict]:
+        """What each company shows now: {id: {score field key: value (a string)}}, one batch
+        read per 100 ids."""
+        ids = list(dict.fromkeys(external_ids))
+        objs = self.client.batch_read("companies", ids, list(self.names.values()))
+        return {
+            str(o.get("id")): {k: (o.get("properties") or {}).get(n) for k, n in self.names.items()}
+            for o in objs
+        }
+
     def already_written(self, rows: Sequence[ScoreWrite]) -> set[str]:
         """The ids whose company already shows exactly these values (checked after a crash
-        between HubSpot's acknowledgement and ours): one batch read per 100 ids."""
-        n, by_id = self.names, {r.account_external_id: r for r in rows}
-        wanted = [n["score"], n["tier"], n["drivers"]]
-        held = set()
-        for obj in self.client.batch_read("companies", list(by_id), wanted):
-            row, props = by_id.get(str(obj.get("id"))), obj.get("properties") or {}
-            if row is None or props.get(n["score"]) in (None, ""):
-                continue
-            if (
-                float(props[n["score"]]) == row.score
-                and props.get(n["tier"]) == row.tier
-                and (props.get(n["drivers"]) or "") == row.drivers[:DRIVERS_MAX]
-            ):
-                held.add(row.account_external_id)
-        return held
+        between HubSpot's acknowledgement and ours)."""
+        shown = self.read_fields([r.account_external_id for r in rows])
+        return {
+            r.account_external_id
+            for r in rows
+            if (v := shown.get(r.account_external_id)) is not None
+            and v["score"] not in (None, "")
+            and float(v["score"]) == r.score
+            and v["tier"] == r.tier
+            and (v["drivers"] or "") == r.drivers[:DRIVERS_MAX]
+        }
 
 
 def build_sink(settings: Settings, **client_opts) -> HubSpotScoreSink:

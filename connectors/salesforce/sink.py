@@ -163,29 +163,31 @@ class SalesforceScoreSink:
             )
         return result
 
-    def already_written(self, rows: Sequence[ScoreWrite]) -> set[str]:
-        """The external ids whose Account already shows exactly these values: after a crash
-        between the CRM's acknowledgement and ours, a row is checked here, not sent twice.
-        One SOQL query per 200 ids."""
-        f = self.fields
-        by_id = {r.account_external_id: r for r in rows}
-        ids, held = list(by_id), set()
-        cols = ", ".join(f[k] for k in ("score", "tier", "drivers"))
+    def read_fields(self, external_ids: Sequence[str]) -> dict[str, dict]:
+        """What each Account shows now: {id: {score field key: value}}, one SOQL query per
+        200 ids (Salesforce returns numbers as numbers, text as text)."""
+        f, ids, shown = self.fields, list(dict.fromkeys(external_ids)), {}
+        cols = ", ".join(f.values())
         for k in range(0, len(ids), READ_BACK_CHUNK):
             quoted = ", ".join("'" + i.replace("'", "") + "'" for i in ids[k : k + READ_BACK_CHUNK])
-            for rec in self.client.query_all(
-                f"SELECT Id, {cols} FROM Account WHERE Id IN ({quoted})"
-            ):
-                row = by_id.get(rec.get("Id", ""))
-                if row is None or rec.get(f["score"]) is None:
-                    continue
-                if (
-                    float(rec[f["score"]]) == row.score
-                    and rec.get(f["tier"]) == row.tier
-                    and (rec.get(f["drivers"]) or "") == row.drivers[:DRIVERS_MAX]
-                ):
-                    held.add(row.account_external_id)
-        return held
+            soql = f"SELECT Id, {cols} FROM Account WHERE Id IN ({quoted})"
+            for rec in self.client.query_all(soql):
+                shown[rec["Id"]] = {key: rec.get(name) for key, name in f.items()}
+        return shown
+
+    def already_written(self, rows: Sequence[ScoreWrite]) -> set[str]:
+        """The external ids whose Account already shows exactly these values: after a crash
+        between the CRM's acknowledgement and ours, a row is checked here, not sent twice."""
+        shown = self.read_fields([r.account_external_id for r in rows])
+        return {
+            r.account_external_id
+            for r in rows
+            if (v := shown.get(r.account_external_id)) is not None
+            and v["score"] is not None
+            and float(v["score"]) == r.score
+            and v["tier"] == r.tier
+            and (v["drivers"] or "") == r.drivers[:DRIVERS_MAX]
+        }
 
 
 def build_sink(settings: Settings, **client_opts) -> SalesforceScoreSink:

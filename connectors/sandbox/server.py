@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +62,15 @@ Router = Callable[[Request], Response]
 FaultBody = Callable[[Fault, Request], Response]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up mid-answer (a killed worker, a timeout) is not news."""
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
+            super().handle_error(request, client_address)
+
+
 class SandboxServer:
     """Serve `router` on 127.0.0.1 (a free port), over TLS when given an SSL context."""
 
@@ -76,8 +86,7 @@ class SandboxServer:
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
         if ssl_context is not None:
             self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
         scheme = "https" if ssl_context else "http"
