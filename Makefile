@@ -29,6 +29,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python bench/score.py $(BENCH_ARGS)
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/writeback.py
 
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
