@@ -3,13 +3,17 @@ and show one line per field: created, already there, not visible, or what to cre
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from cli.errors import UserError
 from health.settings import get_settings
-from workers.crm_setup import CrmSetup, ManualField, setup_crm
+
+if TYPE_CHECKING:  # the vendor clients load only when the command runs: `healthbot` starts fast
+    from workers.crm_setup import CrmSetup, ManualField
 
 crm_app = typer.Typer(
     help="The CRM fields healthbot writes health scores into.", no_args_is_help=True
@@ -26,6 +30,8 @@ def setup() -> None:
     """Create the health-score fields on every configured CRM (only those missing: running it
     again changes nothing). Fields it may not create are listed to create by hand; then it
     exits 1."""
+    from workers.crm_setup import setup_crm
+
     show_setup(setup_crm(get_settings()), Console(soft_wrap=True))
 
 

@@ -3,12 +3,16 @@ with what to do; exit code 1 when something needed is broken."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from health.settings import get_settings
-from workers.doctor import Check, failed, run_checks
+
+if TYPE_CHECKING:  # the vendor clients load only when the command runs: `healthbot` starts fast
+    from workers.doctor import Check
 
 MARKS = {True: ("✓", "green"), False: ("✗", "bold red"), None: ("·", "dim")}
 
@@ -24,6 +28,8 @@ def check_line(check: Check, width: int = 0) -> Text:
 def doctor() -> None:
     """Check the database, Redis, every configured source and CRM: one line each, with the fix
     for whatever is broken. Exits 1 when something needed is broken."""
+    from workers.doctor import failed, run_checks
+
     out = Console(soft_wrap=True)
     checks = run_checks(get_settings())
     width = max(len(c.part) for c in checks)

@@ -144,15 +144,22 @@ def writeback(
     status: Annotated[
         bool, typer.Option("--status", help="List pending and parked rows, write nothing")
     ] = False,
+    retry_parked: Annotated[
+        bool, typer.Option("--retry-parked", help="Send parked rows again (cause fixed)")
+    ] = False,
 ) -> None:
     """Write the changed scores waiting in the outbox to every configured CRM."""
     from cli.writeback import FlushBars, flush_progress, show_flushes, show_status
     from connectors.registry import configured_sinks
+    from health.outbox import unpark
     from workers.pipeline import flush_all
 
     if status:
         show_status(engine(), out)
         return
+    if retry_parked:
+        with session_scope(engine()) as session:
+            out.print(f"{unpark(session=session)} parked rows will be sent again.")
     settings = get_settings()
     if not configured_sinks(settings):
         raise UserError(

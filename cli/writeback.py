@@ -90,22 +90,17 @@ def show_status(engine: Engine, console: Console) -> int:
         summary.add_row(target, *(f"{counts.get((target, s), 0):,}" for s in STATES))
     console.print(summary)
     if problems:
-        table = Table(
-            title="Records the CRM refused",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
+        console.print("[bold]Records the CRM refused[/bold] (parked first, newest first)")
+    for p in problems:
+        tries = f"{p.attempts} {'try' if p.attempts == 1 else 'tries'}"
+        console.print(
+            f"  [bold]{p.target}[/bold] {p.account} ({p.external_id}) · {p.state} · {tries}",
+            highlight=False,
         )
-        for col in ("CRM", "Account", "Record", "State", "Tries", "Error"):
-            table.add_column(col, overflow="fold")
-        for p in problems:
-            table.add_row(
-                p.target,
-                p.account,
-                p.external_id,
-                p.state,
-                str(p.attempts),
-                f"{p.error_code}: {p.last_error or ''}",
-            )
-        console.print(table)
+        console.print(f"    {p.error_code}: {p.last_error or ''}", highlight=False, style="yellow")
+    if any(p.state == "parked" for p in problems):
+        console.print(
+            "Parked rows are not retried: fix the cause in the CRM (or the field mapping); the "
+            "account's next changed score is sent afresh."
+        )
     return sum(counts.values())

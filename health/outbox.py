@@ -239,3 +239,13 @@ def outbox_rows(*, session: Session, limit: int = 200) -> tuple[dict[tuple[str, 
             )
     problems.sort(key=lambda r: (r.state != "parked", -r.since.timestamp()))
     return counts, problems[:limit]
+
+
+def unpark(*, session: Session, target: str | None = None) -> int:
+    """Give parked rows (of one CRM, or all) another round of attempts, once their cause is
+    fixed in the CRM. Returns how many."""
+    q = update(OutboxItem).where(OutboxItem.parked_at.is_not(None))
+    if target is not None:
+        q = q.where(OutboxItem.target == target)
+    done = session.execute(q.values(parked_at=None, attempts=0, next_attempt_at=None))
+    return done.rowcount

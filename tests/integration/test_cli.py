@@ -122,3 +122,96 @@ def test_sync_runs_every_source_and_a_failing_one_stops_only_itself(db, tmp_path
     assert "usage" in done.stdout and "Scored 1 changed accounts" in done.stdout
     again = run("sync", "--source", "usage", env=env)
     assert again.returncode == 0 and "Scored" not in again.stdout  # nothing changed the 2nd time
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("nonexistent",), "No such command 'nonexistent'"),
+        (("score", "--bogus"), "No such option: --bogus"),
+        (("brief",), "Missing argument"),
+        (("writeback", "--status", "extra"), "Got unexpected extra argument"),
+    ],
+)
+def test_usage_errors_show_the_usage_line_and_exit_2(db, args, message):
+    done = run(*args, env=db)
+    assert done.returncode == 2, done.stderr
+    assert "Usage: " in done.stderr and message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_run_and_writeback_without_configuration_say_what_to_set(db):
+    done = run("run", env=db)
+    assert done.returncode == 1 and "No source is configured" in done.stderr
+    done = run("writeback", env=db)
+    assert done.returncode == 1 and "no CRM is configured to receive scores" in done.stderr
+    status = run("writeback", "--status", env=db)
+    assert status.returncode == 0 and "The outbox is empty" in status.stdout
+
+
+def crm_env(db: dict, settings) -> dict:
+    return {
+        **db,
+        "SALESFORCE_INSTANCE_URL": settings.salesforce_instance_url,
+        "SALESFORCE_ACCESS_TOKEN": settings.salesforce_access_token.get_secret_value(),
+        "REQUESTS_CA_BUNDLE": settings.requests_ca_bundle,
+        "HUBSPOT_BASE_URL": settings.hubspot_base_url,
+        "HUBSPOT_ACCESS_TOKEN": settings.hubspot_access_token.get_secret_value(),
+    }
+
+
+def table_row(out: str, first: str) -> list[str]:
+    """The last table row of `out` that starts with `first` (the writeback table comes last)."""
+    return [line.split() for line in out.splitlines() if line.split()[:1] == [first]][-1]
+
+
+def test_run_twice_writes_once_then_nothing(tmp_path):
+    from connectors.sandbox.portfolio import generate_portfolio
+    from tests.contract.helpers import crm_sandboxes, written_ids
+
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    upgrade(make_engine(url))
+    with crm_sandboxes(generate_portfolio(24, 60, seed=3)) as (sf, hs, settings):
+        env = crm_env({"DATABASE_URL": url}, settings)
+        first = run("run", env=env)
+        assert first.returncode == 0, first.stderr
+        sent = written_ids(sf, hs)
+        assert len(sent) >= 20 and set(sent.values()) == {1}
+        assert table_row(first.stdout, "salesforce")[1] == str(sum(sf.applied.values()))
+        second = run("run", env=env)
+        assert second.returncode == 0, second.stderr
+        assert "Nothing changed in any source" in second.stdout
+        assert written_ids(sf, hs) == sent  # no further write
+        assert table_row(second.stdout, "hubspot")[1] == "0"
+
+
+def test_writeback_status_lists_parked_rows_with_the_crm_error(tmp_path):
+    from connectors.sandbox.portfolio import generate_portfolio
+    from tests.contract.helpers import crm_sandboxes
+
+    url = f"sqlite:///{tmp_path / 'parked.db'}"
+    upgrade(make_engine(url))
+    with crm_sandboxes(generate_portfolio(12, 60, seed=4)) as (sf, hs, settings):
+        env = crm_env({"DATABASE_URL": url}, settings)
+        env.update(
+            SALESFORCE_SCORE_FIELDS='{"score": "Health_Scor__c"}', WRITEBACK_MAX_ATTEMPTS="1"
+        )
+        done = run("run", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "see `healthbot writeback --status`" in done.stdout
+        status = run("writeback", "--status", env=env)
+        assert status.returncode == 0, status.stderr
+        parked = next(  # the summary row: CRM, pending, retrying, in flight, parked
+            line.split() for line in status.stdout.splitlines() if line.startswith(" salesforce")
+        )
+        assert len(parked) == 5
+        assert parked[-1] != "0"  # the Parked column
+        assert "parked · 1 try" in status.stdout
+        assert not getattr(sf, "applied", {})  # no Account was updated
+        assert "INVALID_FIELD: No such column 'Health_Scor__c' on sobject" in status.stdout
+        env.pop("SALESFORCE_SCORE_FIELDS")  # the mapping fixed: the parked rows go out
+        retried = run("writeback", "--retry-parked", env=env)
+        assert retried.returncode == 0, retried.stderr
+        assert f"{parked[-1]} parked rows will be sent again" in retried.stdout
+        assert sum(sf.applied.values()) == int(parked[-1])
+        assert "The outbox is empty" in run("writeback", "--status", env=env).stdout
