@@ -17,7 +17,8 @@ from pathlib import Path
 from rich import box
 from rich.table import Table
 
-from cli.sync import SourceBars, show_syncs, sync_progress
+from cli.render import spinners
+from cli.sync import SourceBars, show_syncs
 from cli.writeback import FlushBars, show_flushes
 from connectors.registry import build_sink
 from connectors.sandbox.hubspot_api import TOKEN as HUBSPOT_TOKEN
@@ -109,7 +110,7 @@ def start_sandboxes(ctx) -> None:
 def sync_sandbox_apis(ctx) -> None:
     """Every configured source through the real clients, as `healthbot sync` pulls them; the
     signals no vendor sandbox serves yet come straight from the portfolio."""
-    with sync_progress(ctx.console) as bar:
+    with spinners(ctx.console) as bar:
         bars = SourceBars(bar)
         run = sync_all(ctx.engine, ctx.settings, on_batch=bars)
         direct = PortfolioSource(ctx.portfolio, only_signals=DIRECT_SIGNALS)
@@ -120,7 +121,7 @@ def sync_sandbox_apis(ctx) -> None:
 def write_to_crms(ctx) -> None:
     """One pass of `healthbot run`: nothing changed in the sources since the sync, so it goes
     straight to writing each account's newest score to its CRM."""
-    with sync_progress(ctx.console) as bar:
+    with spinners(ctx.console) as bar:
         run = run_once(
             ctx.engine, ctx.settings, ctx.model, on_batch=SourceBars(bar), on_chunk=FlushBars(bar)
         )

@@ -149,7 +149,8 @@ def writeback(
     ] = False,
 ) -> None:
     """Write the changed scores waiting in the outbox to every configured CRM."""
-    from cli.writeback import FlushBars, flush_progress, show_flushes, show_status
+    from cli.render import spinners
+    from cli.writeback import FlushBars, show_flushes, show_status
     from connectors.registry import configured_sinks
     from health.outbox import unpark
     from workers.pipeline import flush_all
@@ -166,7 +167,7 @@ def writeback(
             "no CRM is configured to receive scores: set SALESFORCE_INSTANCE_URL and "
             "SALESFORCE_ACCESS_TOKEN, or HUBSPOT_ACCESS_TOKEN"
         )
-    with flush_progress(out) as bar:
+    with spinners(out) as bar:
         result = flush_all(engine(), settings, on_chunk=FlushBars(bar))
     show_flushes(result.flushes, out)
     if result.failed:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -126,3 +128,29 @@ def brief_panel(b: Brief) -> Panel:
 
 def console() -> Console:
     return Console()
+
+
+def spinners(console: Console) -> Progress:
+    """One spinner line per running part (a source, a CRM) with its detail and elapsed time."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def report_table(title: str, caption: str, columns: tuple[str, ...]) -> Table:
+    """A run report: the first column names the part, the others are right-aligned counts."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption=caption,
+        caption_justify="left",
+    )
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="right" if i else "left", no_wrap=True)
+    return table

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich import box
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from cli.errors import UserError
+from cli.render import report_table, spinners
 from connectors.registry import configured_sinks, configured_sources
 from health.ingest import SyncReport
 from health.score_writes import RescoreReport
@@ -31,16 +31,6 @@ NO_SOURCE = (
 )
 
 
-def sync_progress(console: Console) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
 class SourceBars:
     """An `on_batch` hook that shows one spinner line per source as its batches land."""
 
@@ -56,30 +46,16 @@ class SourceBars:
 
 def run_source(engine: Engine, source, console: Console) -> SyncReport:
     """One source with a progress line (the demo's sandbox and CSV files)."""
-    with sync_progress(console) as bar:
+    with spinners(console) as bar:
         return sync_source(engine, source, on_batch=SourceBars(bar))
 
 
-def report_table(reports: list[SyncReport]) -> Table:
-    table = Table(
-        title="Sync report",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        caption="Changed: records new or different from what was stored; Same: already stored.",
-        caption_justify="left",
+def sync_table(reports: list[SyncReport]) -> Table:
+    table = report_table(
+        "Sync report",
+        "Changed: records new or different from what was stored; Same: already stored.",
+        ("Source", "Pulled", "Changed", "Same", "Skipped", "Unmatched", "Calls", "Time"),
     )
-    for col in (
-        "Source",
-        "Pulled",
-        "Changed",
-        "Same",
-        "Skipped",
-        "Unmatched",
-        "Calls",
-        "Time",
-    ):
-        table.add_column(col, justify="left" if col == "Source" else "right", no_wrap=True)
     for r in reports:
         table.add_row(
             r.source,
@@ -105,7 +81,7 @@ def explain_problems(reports: list[SyncReport], console: Console) -> None:
 
 
 def show_syncs(run: RunReport, console: Console) -> None:
-    console.print(report_table(run.syncs))
+    console.print(sync_table(run.syncs))
     explain_problems(run.syncs, console)
     for r in run.syncs:
         if r.busy:
@@ -123,7 +99,7 @@ def run_sync(
     if only is None and not configured_sources(settings):
         console.print(NO_SOURCE)
         return RunReport()
-    with sync_progress(console) as bar:
+    with spinners(console) as bar:
         run = sync_all(engine, settings, only=only, on_batch=SourceBars(bar))
     show_syncs(run, console)
     if model is not None and run.touched:
@@ -144,11 +120,11 @@ def run_import(
     engine: Engine, kind: str, path: Path, *, model: ScoringModel, console: Console
 ) -> SyncReport:
     try:
-        with sync_progress(console) as bar:
+        with spinners(console) as bar:
             report = import_csv(engine, kind, path, model, on_batch=SourceBars(bar))
     except ValueError as exc:
         raise UserError(f"{path}: {exc}") from None
-    console.print(report_table([report]))
+    console.print(sync_table([report]))
     explain_problems([report], console)
     return report
 
@@ -159,7 +135,7 @@ def run_pass(engine: Engine, settings: Settings, model: ScoringModel, *, console
 
     if not configured_sources(settings):
         raise UserError(NO_SOURCE)
-    with sync_progress(console) as bar:
+    with spinners(console) as bar:
         run = run_once(engine, settings, model, on_batch=SourceBars(bar), on_chunk=FlushBars(bar))
     show_syncs(run, console)
     if run.scoring is not None:

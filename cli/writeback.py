@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from cli.render import report_table
 from health.db import session_scope
 from health.outbox import outbox_rows
 from workers.writeback import FlushReport
@@ -28,27 +29,12 @@ class FlushBars:
         self.bar.update(self.tasks[r.target], detail=detail)
 
 
-def flush_progress(console: Console) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
 def flush_table(reports: list[FlushReport]) -> Table:
-    table = Table(
-        title="Writeback",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        caption="Written: acknowledged by the CRM; Same: the CRM already showed it, not sent.",
-        caption_justify="left",
+    table = report_table(
+        "Writeback",
+        "Written: acknowledged by the CRM; Same: the CRM already showed it, not sent.",
+        ("CRM", "Written", "Same", "Retrying", "Parked", "Calls", "Time"),
     )
-    for col in ("CRM", "Written", "Same", "Retrying", "Parked", "Calls", "Time"):
-        table.add_column(col, justify="left" if col == "CRM" else "right", no_wrap=True)
     for r in reports:
         table.add_row(
             r.target,

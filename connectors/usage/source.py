@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Date, bindparam, create_engine, text
+from sqlalchemy import Connection, Date, TextClause, bindparam, create_engine, text
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -99,12 +99,7 @@ class UsageSource:
             yield from self._batches(rows, cols, since, ordered=False)
 
     def _pull_sql(self, since: date | None) -> Iterator[Batch]:
-        query = (self.query or "").strip().rstrip(";")
-        stmt = text(f"SELECT * FROM ({query}) AS usage_rows ORDER BY day")  # noqa: S608
-        params = {}
-        if ":since" in query:
-            stmt = stmt.bindparams(bindparam("since", type_=Date))
-            params["since"] = since or FIRST_DAY
+        stmt, params = self._statement("ORDER BY day", since)
         engine = create_engine(_driver_url(self.database_url or ""))
         try:
             with engine.connect() as conn:
@@ -119,14 +114,17 @@ class UsageSource:
         finally:
             engine.dispose()
 
+    def _statement(self, tail: str, since: date | None) -> tuple[TextClause, dict]:
+        """USAGE_QUERY wrapped as a subquery with `tail`; `:since` bound when it uses it."""
+        query = (self.query or "").strip().rstrip(";")
+        stmt = text(f"SELECT * FROM ({query}) AS usage_rows {tail}")  # noqa: S608
+        if ":since" not in query:
+            return stmt, {}
+        return stmt.bindparams(bindparam("since", type_=Date)), {"since": since or FIRST_DAY}
+
     def _probe(self, conn: Connection, since: date | None) -> Columns:
         """The query's columns, run as `WHERE 1 = 0`: no row is read."""
-        query = (self.query or "").strip().rstrip(";")
-        probe = text(f"SELECT * FROM ({query}) AS usage_rows WHERE 1 = 0")  # noqa: S608
-        params = {}
-        if ":since" in query:
-            probe = probe.bindparams(bindparam("since", type_=Date))
-            params["since"] = since or FIRST_DAY
+        probe, params = self._statement("WHERE 1 = 0", since)
         self.api_calls += 1
         return self._columns(list(conn.execute(probe, params).keys()), "USAGE_QUERY")
 
