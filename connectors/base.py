@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import ClassVar, Protocol
 
 from health.records import Batch, ScoreWrite, WriteResult
@@ -26,6 +26,17 @@ class PermanentConnectorError(ConnectorError):
 
 class AuthConnectorError(PermanentConnectorError):
     """Credentials rejected: the message names the variable to fix."""
+
+
+def renamed(defaults: Mapping[str, str], overrides: Mapping[str, str] | None, variable: str):
+    """A CRM's name for each score field: `defaults` with the admin's renames from `variable`
+    (JSON, keyed by score field); an unknown key is a configuration error naming it."""
+    unknown = sorted(set(overrides or {}) - set(defaults))
+    if unknown:
+        raise PermanentConnectorError(
+            f"{variable} names unknown keys {unknown}: use {', '.join(defaults)}"
+        )
+    return {**defaults, **(overrides or {})}
 
 
 class Source(Protocol):

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, tuple_, update
+from sqlalchemy import delete, or_, select, update
 from sqlmodel import Session
 
 from health.models import Account, CrmWrite, OutboxItem, Score
 from health.records import ScoreWrite, WriteError
-from health.repo import bulk_upsert
+from health.repo import bulk_upsert, chunked
 
 
 @dataclass(frozen=True)
@@ -151,15 +151,16 @@ def settle(
     acked = [c for c in claimed if c.write.account_external_id in ok]
     refused = [c for c in claimed if c.write.account_external_id not in ok]
     if acked:  # a row leaves only if no newer score arrived meanwhile; else it waits again
-        pairs = [(c.outbox_id, c.score_id) for c in acked]
-        session.execute(
-            delete(OutboxItem).where(tuple_(OutboxItem.id, OutboxItem.score_id).in_(pairs))
-        )
-        session.execute(
-            update(OutboxItem)
-            .where(OutboxItem.id.in_([c.outbox_id for c in acked]))
-            .values(sent_at=None, attempts=0)
-        )
+        sent = {c.outbox_id: c.score_id for c in acked}
+        now_points = _score_ids(session, list(sent))
+        done = [i for i, sid in now_points.items() if sid == sent[i]]
+        newer = [i for i, sid in now_points.items() if sid != sent[i]]
+        for part in chunked(done):
+            session.execute(delete(OutboxItem).where(OutboxItem.id.in_(part)))
+        for part in chunked(newer):
+            session.execute(
+                update(OutboxItem).where(OutboxItem.id.in_(part)).values(sent_at=None, attempts=0)
+            )
         bulk_upsert(
             session,
             CrmWrite,
@@ -197,6 +198,18 @@ def settle(
     if changes:  # one executemany by primary key
         session.execute(update(OutboxItem), changes)
     out.acknowledged, out.retrying = len(acked), len(refused) - out.parked
+    return out
+
+
+def _score_ids(session: Session, ids: list[int]) -> dict[int, int]:
+    """outbox row id -> the score it points at now (read under a row lock on PostgreSQL, so a
+    rescore committing meanwhile waits for this settle, never the other way round)."""
+    out: dict[int, int] = {}
+    for part in chunked(ids):
+        q = select(OutboxItem.id, OutboxItem.score_id).where(OutboxItem.id.in_(part))
+        if session.get_bind().dialect.name == "postgresql":
+            q = q.with_for_update()
+        out.update(session.execute(q).all())
     return out
 
 

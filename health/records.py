@@ -82,7 +82,6 @@ class Batch:
         return len(self.accounts) + len(self.observations) + len(self.outcomes)
 
 
-SCORE_FIELDS = ("score", "tier", "trend_30d", "drivers", "updated_at")  # what a CRM receives
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,5 +134,5 @@ SETUPS: dict[str, Callable[[Settings], CrmSetup]] = {
 def _guarded(name: str, settings: Settings) -> CrmSetup:
     try:
         return SETUPS[name](settings)
-    except (ConnectorError, ValueError) as exc:  # ValueError: unknown keys in a rename setting
+    except ConnectorError as exc:  # also unknown keys in a rename setting
         return CrmSetup(name, error=str(exc))

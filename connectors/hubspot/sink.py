@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from connectors.base import renamed
 from connectors.hubspot.client import BATCH_LIMIT, HubSpotClient
 from connectors.hubspot.source import build_client
-from health.records import SCORE_FIELDS, ScoreWrite, WriteError, WriteResult
+from health.records import ScoreWrite, WriteError, WriteResult
 from health.settings import Settings
 
 GROUP, GROUP_LABEL = "customer_health", "Customer health"
@@ -43,13 +44,8 @@ DRIVERS_MAX = 65_536
 
 def property_names(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """The company property for each score field: the defaults with the admin's renames."""
-    unknown = set(overrides or {}) - set(SCORE_FIELDS)
-    if unknown:
-        raise ValueError(
-            f"HUBSPOT_SCORE_PROPERTIES names unknown keys {sorted(unknown)}: "
-            f"use {', '.join(SCORE_FIELDS)}"
-        )
-    return {k: (overrides or {}).get(k, p["name"]) for k, p in PROPERTIES.items()}
+    defaults = {key: p["name"] for key, p in PROPERTIES.items()}
+    return renamed(defaults, overrides, "HUBSPOT_SCORE_PROPERTIES")
 
 
 class HubSpotScoreSink:

@@ -18,9 +18,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import ClassVar
 
+from connectors.base import renamed
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.source import build_client
-from health.records import SCORE_FIELDS, ScoreWrite, WriteError, WriteResult
+from health.records import ScoreWrite, WriteError, WriteResult
 from health.settings import Settings
 
 BULK_THRESHOLD = 2000  # more rows than this -> Bulk API 2.0
@@ -43,13 +44,7 @@ READ_BACK_CHUNK = 200  # ids per verifying SOQL query (well inside the 100,000-c
 
 def field_names(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """The Account field for each score field: the defaults with the admin's renames."""
-    unknown = set(overrides or {}) - set(SCORE_FIELDS)
-    if unknown:
-        raise ValueError(
-            f"SALESFORCE_SCORE_FIELDS names unknown keys {sorted(unknown)}: "
-            f"use {', '.join(SCORE_FIELDS)}"
-        )
-    return {**FIELDS, **(overrides or {})}
+    return renamed(FIELDS, overrides, "SALESFORCE_SCORE_FIELDS")
 
 
 def write_error(code: str, message: str) -> WriteError:
