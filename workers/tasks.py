@@ -49,11 +49,12 @@ def context() -> tuple:
 
 def countdown(retries: int, retry_after: float | None, settings: Settings) -> float:
     """Seconds before the next try: the vendor's Retry-After when it sent one, else
-    exponential backoff with full jitter; always well inside the visibility timeout."""
-    wait = retry_after if retry_after is not None else BACKOFF_BASE * 2**retries
-    wait = min(wait, BACKOFF_MAX) if retry_after is None else wait
-    jittered = wait if retry_after is not None else random.uniform(wait / 2, wait)
-    return min(jittered, settings.redis_visibility_timeout / 2)
+    exponential backoff with jitter; always well inside the visibility timeout."""
+    if retry_after is not None:
+        wait = retry_after
+    else:
+        wait = random.uniform(0.5, 1.0) * min(BACKOFF_MAX, BACKOFF_BASE * 2**retries)
+    return min(wait, settings.redis_visibility_timeout / 2)
 
 
 class PipelineTask(Task):
@@ -117,7 +118,7 @@ def score_accounts(self, account_ids: list[int], day: str | None = None) -> dict
         account_ids,
         day=date.fromisoformat(day) if day else None,
     )
-    if report.changes:
+    if report.scored:  # the outbox knows what changed; the flush is cheap when nothing did
         start_flush_all.delay()
     return {"scored": report.scored, "changes": report.changes}
 

@@ -204,6 +204,15 @@ def test_beat_syncs_scores_and_writes_back_and_a_change_reaches_the_crm(
             p,
         )
         assert hs.applied[company] == 2  # the first score, then the change: once each
+        # a task that fails for good says why, and the rest carries on
+        make_celery(Settings(redis_url=redis_url)).send_task(
+            "healthbot.sync_source", args=["zendesk"], queue="sync"
+        )
+        wait_for("the failure on record", lambda: count(pg_engine, TaskFailure) == 1, p)
+        with session_scope(pg_engine) as s:
+            failure = s.execute(select(TaskFailure)).scalar_one()
+        assert (failure.task, failure.args) == ("sync_source", "['zendesk']")
+        assert "ZENDESK_" in failure.reason and failure.reason.startswith("PermanentConnectorError")
 
 
 def _champion_of_a_hubspot_company(hs, portfolio) -> tuple[str, str]:
