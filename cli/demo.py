@@ -26,10 +26,8 @@ from cli.demo_sync import (
 from cli.render import at_risk_table, brief_panel, portfolio_table
 from connectors.registry import configured_sinks
 from connectors.sandbox.portfolio import Portfolio, generate_portfolio
-from connectors.sandbox.source import PortfolioSource
 from health.briefs import account_brief, portfolio
 from health.db import make_engine, session_scope
-from health.ingest import ingest
 from health.migrate import upgrade
 from health.models import Account
 from health.replay import backfill
@@ -81,15 +79,6 @@ def build_portfolio(ctx: DemoContext) -> None:
         f"  {len(ctx.portfolio.accounts)} accounts, {ctx.days} days of history "
         f"({ctx.portfolio.start} → {ctx.portfolio.end}), seed {ctx.seed}"
     )
-
-
-def load_portfolio(ctx: DemoContext) -> None:
-    source = PortfolioSource(ctx.portfolio)
-    with progress(ctx.console) as bar:
-        task = bar.add_task("storing records", total=None)
-        report = ingest(ctx.engine, source, on_batch=lambda r, b: bar.update(task, advance=len(b)))
-        bar.update(task, total=bar.tasks[0].completed)
-    ctx.console.print(f"  {report.stored.upserted:,} records stored")
 
 
 def score_history(ctx: DemoContext) -> None:
