@@ -82,8 +82,6 @@ class Batch:
         return len(self.accounts) + len(self.observations) + len(self.outcomes)
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class ScoreWrite:
     """One account's score as it is written back onto the CRM account page."""
