@@ -98,30 +98,31 @@ def day_lines(d: int, day: date, params: list[tuple], rng: random.Random) -> lis
     rnd, out = rng.random, []
     add = out.append
     for i, (seats, util, drift, feats, per_user, touch_every, late) in enumerate(params, 1):
+        ids = f"{i}\t{i}\t"  # account id, record id: each account is one CRM record
         level = weekend * (1 + drift * d / DAYS) * (0.85 + 0.3 * rnd())
         users = int(seats * util * level)
-        add(f"{i}\tactive_users\t{ts}\t{users}\tproduct\n")
-        add(f"{i}\tcore_features_used\t{ts}\t{int(feats * level * (0.8 + 0.4 * rnd()))}\tproduct\n")
-        add(f"{i}\tkey_events\t{ts}\t{int(users * per_user * (0.7 + 0.6 * rnd()))}\tproduct\n")
+        add(f"{ids}active_users\t{ts}\t{users}\tproduct\n")
+        add(f"{ids}core_features_used\t{ts}\t{int(feats * level * (0.8 + 0.4 * rnd()))}\tproduct\n")
+        add(f"{ids}key_events\t{ts}\t{int(users * per_user * (0.7 + 0.6 * rnd()))}\tproduct\n")
         k = d + i
         if k % 7 == 0:
-            add(f"{i}\tseats\t{ts}\t{seats}\tsalesforce\n")
+            add(f"{ids}seats\t{ts}\t{seats}\tsalesforce\n")
         if k % 7 == 3:
-            add(f"{i}\topen_tickets\t{ts}\t{int(rnd() * (4 - 3 * util) ** 2)}\tzendesk\n")
+            add(f"{ids}open_tickets\t{ts}\t{int(rnd() * (4 - 3 * util) ** 2)}\tzendesk\n")
         if k % 13 == 5:
-            add(f"{i}\tcsat\t{ts}\t{100 if rnd() < 0.5 + util / 2 else 0}\tzendesk\n")
+            add(f"{ids}csat\t{ts}\t{100 if rnd() < 0.5 + util / 2 else 0}\tzendesk\n")
         if k % touch_every == 0:
-            add(f"{i}\tcsm_touch\t{ts}\t1\tsalesforce\n")
+            add(f"{ids}csm_touch\t{ts}\t1\tsalesforce\n")
         if k % 30 == 7:
-            add(f"{i}\tcsm_sentiment\t{ts}\t{1 + int(rnd() * 5)}\tsalesforce\n")
+            add(f"{ids}csm_sentiment\t{ts}\t{1 + int(rnd() * 5)}\tsalesforce\n")
         if k % 30 == 0:
-            add(f"{i}\tpayment_days_late\t{ts}\t{int(rnd() * 60) if late else 0}\tbilling\n")
+            add(f"{ids}payment_days_late\t{ts}\t{int(rnd() * 60) if late else 0}\tbilling\n")
         if late and k % 60 == 11:
-            add(f"{i}\tpayment_failed\t{ts}\t1\tbilling\n")
+            add(f"{ids}payment_failed\t{ts}\t1\tbilling\n")
         if k % 90 == 45:
-            add(f"{i}\tnps\t{ts}\t{int(rnd() * 11)}\tsurvey\n")
+            add(f"{ids}nps\t{ts}\t{int(rnd() * 11)}\tsurvey\n")
         if (h := (d * 7919 + i * 104729) % 10007) < len(RARE):  # rare events, spread evenly
-            add(f"{i}\t{RARE[h][0]}\t{ts}\t1\t{RARE[h][1]}\n")
+            add(f"{ids}{RARE[h][0]}\t{ts}\t1\t{RARE[h][1]}\n")
     return out
 
 
@@ -136,13 +137,21 @@ def load(url: str, n: int) -> None:
         with conn.cursor().copy(f"COPY account ({cols}) FROM STDIN") as cp:
             cp.write("".join(lines))
         conn.execute("SELECT setval(pg_get_serial_sequence('account', 'id'), %s)", (n,))
+        copied = "source, external_id, name, domain, owner, segment, arr, customer_since, "
+        copied += "renewal_date"
+        conn.execute(  # each account is one CRM record, with the account's id
+            f"INSERT INTO crmrecord (id, account_id, {copied}, linked_by, pinned, updated_at) "
+            f"SELECT id, id, {copied}, 'new', false, updated_at FROM account"
+        )
+        conn.execute("SELECT setval(pg_get_serial_sequence('crmrecord', 'id'), %s)", (n,))
         # bulk-load practice: the natural-key index is built once afterwards, the FK trigger
         # skipped (ids are valid by construction), rows written frozen
         conn.execute("ALTER TABLE observation DROP CONSTRAINT uq_observation_natural")
         conn.execute("DROP INDEX ix_observation_series")
         conn.execute("TRUNCATE observation")
         conn.execute("SET session_replication_role = replica")
-        copy = "COPY observation (account_id, signal, observed_at, value, source) FROM STDIN"
+        copy = "COPY observation (account_id, record_id, signal, observed_at, value, source) "
+        copy += "FROM STDIN"
         with conn.cursor().copy(copy + " (FREEZE)") as cp:
             for d in range(DAYS):
                 cp.write("".join(day_lines(d, first + timedelta(days=d), params, rng)))
@@ -154,7 +163,7 @@ def load(url: str, n: int) -> None:
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute(
             "ALTER TABLE observation ADD CONSTRAINT uq_observation_natural"
-            " UNIQUE (account_id, signal, observed_at, source)"
+            " UNIQUE (record_id, signal, observed_at, source)"
         )
         say("rebuilding ix_observation_series")
         conn.execute(

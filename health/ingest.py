@@ -60,6 +60,7 @@ def ingest(
     clock: Callable[[], datetime] = utcnow,
     on_batch: Callable[[SyncReport, Batch], None] | None = None,
     report: SyncReport | None = None,
+    primary: str = "salesforce",
 ) -> SyncReport:
     started = time.perf_counter()
     # a caller-supplied report keeps what was committed even when the source fails midway
@@ -69,7 +70,9 @@ def ingest(
     report.watermark = since
     for batch in source.pull(since):
         with session_scope(engine) as session:
-            stored = store_batch(session=session, source=source.name, batch=batch, now=clock())
+            stored = store_batch(
+                session=session, source=source.name, batch=batch, now=clock(), primary=primary
+            )
         report.stored.add(stored)
         report.fetched += (
             batch.fetched if batch.fetched is not None else len(batch) + len(batch.errors)

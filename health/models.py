@@ -41,10 +41,12 @@ def json_column() -> Any:
 
 
 class Account(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_account_source_ext"),)
+    """One customer. Its fields come from its linked CRM records (`CrmRecord`): the primary
+    CRM's record wins where they disagree, the others fill gaps. `source` / `external_id`
+    name that leading record (a label: records are unique in CrmRecord)."""
 
     id: int | None = Field(default=None, primary_key=True)
-    source: str = Field(max_length=32)  # system of record: salesforce, hubspot, sandbox, csv
+    source: str = Field(max_length=32)  # the leading record's system: salesforce, hubspot, ...
     external_id: str = Field(max_length=64)
     name: str = Field(max_length=255, index=True)
     domain: str | None = Field(default=None, max_length=255, index=True)
@@ -55,6 +57,33 @@ class Account(SQLModel, table=True):
     renewal_date: date | None = None
     deleted_at: datetime | None = utc_column(nullable=True)
     updated_at: datetime = utc_column()
+    merged_into: int | None = Field(default=None, foreign_key="account.id")  # absorbed by a link
+
+
+class CrmRecord(SQLModel, table=True):
+    """One account record in one CRM, linked to the customer account it belongs to. Its own
+    fields are kept as the CRM sent them; the account's are derived from its records."""
+
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_crmrecord_source_ext"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    source: str = Field(max_length=32)
+    external_id: str = Field(max_length=64, index=True)
+    name: str = Field(max_length=255)
+    domain: str | None = Field(default=None, max_length=255, index=True)
+    owner: str | None = Field(default=None, max_length=255)
+    segment: str | None = Field(default=None, max_length=16)
+    arr: float | None = None
+    customer_since: date | None = None
+    renewal_date: date | None = None
+    cross_ref: str | None = Field(default=None, max_length=64)  # its id in another CRM
+    linked_by: str = Field(default="new", max_length=16)  # new / cross_ref / domain / manual
+    pinned: bool = False  # a person linked or unlinked it: syncs never move it
+    home_account_id: int | None = None  # the account it had before a link moved it
+    review: str | None = None  # why it was left on its own account (ambiguous), for a person
+    deleted_at: datetime | None = utc_column(nullable=True)
+    updated_at: datetime = utc_column()
 
 
 class Observation(SQLModel, table=True):
@@ -62,7 +91,7 @@ class Observation(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint(
-            "account_id", "signal", "observed_at", "source", name="uq_observation_natural"
+            "record_id", "signal", "observed_at", "source", name="uq_observation_natural"
         ),
         # one series in time order with its values: statistics read it without a sort or
         # a heap visit (PostgreSQL; a plain index elsewhere)
@@ -77,6 +106,7 @@ class Observation(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id")
+    record_id: int = Field(foreign_key="crmrecord.id")  # the record it came in for
     signal: str = Field(max_length=48)
     observed_at: datetime = utc_column()
     value: float
@@ -85,11 +115,12 @@ class Observation(SQLModel, table=True):
 
 class Outcome(SQLModel, table=True):
     __table_args__ = (
-        UniqueConstraint("account_id", "kind", "occurred_on", name="uq_outcome_natural"),
+        UniqueConstraint("record_id", "kind", "occurred_on", name="uq_outcome_natural"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True)
+    record_id: int = Field(foreign_key="crmrecord.id")
     kind: str = Field(max_length=16)  # renewed / churned / expanded
     occurred_on: date
     arr_change: float | None = None
@@ -190,10 +221,11 @@ class OutboxItem(SQLModel, table=True):
     acknowledged that record. Per-record errors stay on the row: transient ones are retried
     at `next_attempt_at`, permanent ones are parked (`parked_at`) with the CRM's own code."""
 
-    __table_args__ = (UniqueConstraint("account_id", "target", name="uq_outbox_account_target"),)
+    __table_args__ = (UniqueConstraint("record_id", name="uq_outbox_record"),)
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id")
+    record_id: int = Field(foreign_key="crmrecord.id")  # the CRM record to write to
     target: str = Field(max_length=32)  # salesforce / hubspot
     score_id: int = Field(foreign_key="score.id", index=True)
     created_at: datetime = utc_column()
@@ -210,10 +242,11 @@ class OutboxItem(SQLModel, table=True):
 class CrmWrite(SQLModel, table=True):
     """What a CRM last acknowledged for an account: a score that shows the same is not sent."""
 
-    __table_args__ = (UniqueConstraint("account_id", "target", name="uq_crmwrite_account_target"),)
+    __table_args__ = (UniqueConstraint("record_id", name="uq_crmwrite_record"),)
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id")
+    record_id: int = Field(foreign_key="crmrecord.id")
     target: str = Field(max_length=32)
     external_id: str = Field(max_length=64)
     score_id: int | None = None  # no foreign key: the history it came from may be pruned

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlmodel import Session
 
-from health.models import Account, CrmWrite, OutboxItem, Score
+from health.models import Account, CrmRecord, CrmWrite, OutboxItem, Score
 from health.records import ScoreWrite, WriteError
 from health.repo import bulk_upsert, chunked
 
@@ -38,6 +38,7 @@ class RetryPolicy:
 class Claimed:
     outbox_id: int
     account_id: int
+    record_id: int
     score_id: int
     write: ScoreWrite
     fingerprint: str
@@ -76,11 +77,12 @@ def claim(*, session: Session, target: str, limit: int, now: datetime) -> tuple[
         select(
             OutboxItem.id,
             OutboxItem.account_id,
+            OutboxItem.record_id,
             OutboxItem.score_id,
             OutboxItem.sent_at,
             OutboxItem.attempts,
-            Account.external_id,
-            Account.deleted_at,
+            CrmRecord.external_id,
+            CrmRecord.deleted_at,
             Score.total,
             Score.announced_tier,
             Score.trend_30d,
@@ -88,18 +90,30 @@ def claim(*, session: Session, target: str, limit: int, now: datetime) -> tuple[
             Score.computed_at,
             CrmWrite.fingerprint,
         )
-        .join(Account, Account.id == OutboxItem.account_id)
+        .join(CrmRecord, CrmRecord.id == OutboxItem.record_id)
         .join(Score, Score.id == OutboxItem.score_id)
-        .outerjoin(
-            CrmWrite,
-            (CrmWrite.account_id == OutboxItem.account_id) & (CrmWrite.target == target),
-        )
+        .outerjoin(CrmWrite, CrmWrite.record_id == OutboxItem.record_id)
         .where(OutboxItem.target == target, OutboxItem.parked_at.is_(None), due)
         .order_by(OutboxItem.id)
         .limit(limit)
     ).all()
     claimed, dropped = [], []
-    for oid, acc, sid, sent_at, n, ext, deleted_at, total, tier, trend, reason, at, shown in rows:
+    for (
+        oid,
+        acc,
+        rec,
+        sid,
+        sent_at,
+        n,
+        ext,
+        deleted_at,
+        total,
+        tier,
+        trend,
+        reason,
+        at,
+        shown,
+    ) in rows:
         write = ScoreWrite(
             account_external_id=ext,
             score=round(total),
@@ -112,7 +126,9 @@ def claim(*, session: Session, target: str, limit: int, now: datetime) -> tuple[
         if deleted_at is not None or fp == shown:
             dropped.append(oid)
         else:
-            claimed.append(Claimed(oid, acc, sid, write, fp, n + 1, in_flight=sent_at is not None))
+            claimed.append(
+                Claimed(oid, acc, rec, sid, write, fp, n + 1, in_flight=sent_at is not None)
+            )
     if dropped:
         session.execute(delete(OutboxItem).where(OutboxItem.id.in_(dropped)))
     if claimed:
@@ -167,6 +183,7 @@ def settle(
             [
                 {
                     "account_id": c.account_id,
+                    "record_id": c.record_id,
                     "target": target,
                     "external_id": c.write.account_external_id,
                     "score_id": c.score_id,
@@ -175,8 +192,8 @@ def settle(
                 }
                 for c in acked
             ],
-            keys=("account_id", "target"),
-            update=("external_id", "score_id", "fingerprint", "written_at"),
+            keys=("record_id",),
+            update=("account_id", "external_id", "score_id", "fingerprint", "written_at"),
         )
     changes = []
     for c in refused:
@@ -232,14 +249,16 @@ def outbox_rows(*, session: Session, limit: int = 200) -> tuple[dict[tuple[str, 
         select(
             OutboxItem.target,
             Account.name,
-            Account.external_id,
+            CrmRecord.external_id,
             OutboxItem.attempts,
             OutboxItem.parked_at,
             OutboxItem.sent_at,
             OutboxItem.error_code,
             OutboxItem.last_error,
             OutboxItem.created_at,
-        ).join(Account, Account.id == OutboxItem.account_id)
+        )
+        .join(Account, Account.id == OutboxItem.account_id)
+        .join(CrmRecord, CrmRecord.id == OutboxItem.record_id)
     ).all()
     counts: dict[tuple[str, str], int] = {}
     problems = []

@@ -37,6 +37,7 @@ class AccountRecord:
     customer_since: date | None = None
     renewal_date: date | None = None
     deleted: bool = False
+    cross_ref: str | None = None  # the same customer's id in another CRM, when the CRM says
 
 
 @dataclass(frozen=True, slots=True)

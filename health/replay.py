@@ -15,7 +15,14 @@ from sqlmodel import Session
 from health.db import session_scope
 from health.models import Account, Observation
 from health.repo import chunked
-from health.score_writes import Progress, RescoreReport, context, day_end, write_scores
+from health.score_writes import (
+    Progress,
+    RescoreReport,
+    context,
+    crm_records_of,
+    day_end,
+    write_scores,
+)
 from health.scorebook import prior_state, score_row
 from health.scoring.engine import score_many
 from health.scoring.explain import explain
@@ -70,9 +77,8 @@ def _store_replay(engine, part, rows, report, progress, targets) -> None:
         w = write_scores(
             session=session,
             rows=rows,
-            sources={a.id: a.source for a in part},
+            crm_records=crm_records_of(session=session, ids=[a.id for a in part], targets=targets),
             previous=previous,
-            targets=targets,
         )
     report.add(w, scored=len(rows), accounts=len(part), progress=progress)
 

@@ -8,16 +8,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Integer, bindparam, func, or_, select, tuple_
+from sqlalchemy import JSON, Integer, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, SQLModel
 
-from health.models import Account, Observation, Outcome, SyncError, SyncState
-from health.records import AccountRecord, AccountRef, Batch, ObservationRecord, OutcomeRecord
+from health.identity import link_records, normalise_domain
+from health.models import Account, CrmRecord, Observation, Outcome, SyncError, SyncState
+from health.records import AccountRef, Batch, ObservationRecord, OutcomeRecord
 
 CHUNK = 1000
-ACCOUNT_FIELDS = ("name", "domain", "owner", "segment", "arr", "customer_since", "renewal_date")
 
 
 def chunked(rows: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -84,106 +84,84 @@ class StoreReport:
         self.touched_accounts |= other.touched_accounts
 
 
-def upsert_accounts(
-    *, session: Session, records: Sequence[AccountRecord], now: datetime
-) -> tuple[dict[tuple[str, str], int], set[tuple[str, str]]]:
-    """Insert new accounts, update changed ones.
-    Returns ({(source, external_id): id}, the keys that were inserted or changed)."""
-    by_key = {(r.source, r.external_id): r for r in records}  # the last word on a key wins
-    existing = {
-        (a.source, a.external_id): a
-        for part in chunked(list(by_key))
-        for a in session.exec(
-            select(Account).where(tuple_(Account.source, Account.external_id).in_(part))
-        ).scalars()
-    }
-    changed: set[tuple[str, str]] = set()
-    for key, rec in by_key.items():
-        row = existing.get(key)
-        values = {f: getattr(rec, f) for f in ACCOUNT_FIELDS}
-        values["domain"] = normalise_domain(rec.domain)
-        # a deletion keeps the moment it was first seen
-        values["deleted_at"] = ((row and row.deleted_at) or now) if rec.deleted else None
-        if row is None:
-            existing[key] = Account(
-                source=rec.source, external_id=rec.external_id, updated_at=now, **values
-            )
-            session.add(existing[key])
-            changed.add(key)
-        elif any(getattr(row, f) != v for f, v in values.items()):
-            for f, v in values.items():
-                setattr(row, f, v)
-            row.updated_at = now
-            changed.add(key)
-    session.flush()
-    return {k: a.id for k, a in existing.items()}, changed  # type: ignore[misc]
+Match = tuple[int, int]  # (account id, record id)
 
 
-def normalise_domain(domain: str | None) -> str | None:
-    if not domain:
-        return None
-    d = domain.strip().lower().removeprefix("https://").removeprefix("http://")
-    d = d.split("/", 1)[0].removeprefix("www.")
-    return d or None
-
-
-def resolve_refs(*, session: Session, refs: Iterable[AccountRef]) -> dict[AccountRef, int]:
-    """Map account references to account ids in two queries: by CRM id, then by domain."""
+def resolve_refs(
+    *, session: Session, refs: Iterable[AccountRef], primary: str = "salesforce"
+) -> tuple[dict[AccountRef, Match], dict[AccountRef, str]]:
+    """Map account references to (account, record) in two queries: by any CRM record's id,
+    then by domain (to the leading record of the one account with that domain). Returns the
+    matches and, for references left unmatched on purpose, why (a domain on two accounts)."""
     refs = set(refs)
-    ids = {r.crm_id for r in refs if r.crm_id}
-    by_ext: dict[str, int] = {}
-    for part in chunked(sorted(ids)):
-        for ext, acc_id in session.execute(
-            select(Account.external_id, Account.id).where(Account.external_id.in_(part))
-        ):
-            by_ext[ext] = acc_id
+    by_ext: dict[str, Match] = {}
+    for part in chunked(sorted({r.crm_id for r in refs if r.crm_id})):
+        q = select(CrmRecord.external_id, CrmRecord.account_id, CrmRecord.id).where(
+            CrmRecord.external_id.in_(part)
+        )
+        for ext, acc, rec in session.execute(q.order_by(CrmRecord.id)):
+            by_ext.setdefault(ext, (acc, rec))
     domains = {normalise_domain(r.domain) for r in refs if r.domain and r.crm_id not in by_ext}
     domains.discard(None)
-    by_domain: dict[str, int] = {}
+    on_domain: dict[str, dict[int, tuple]] = {}
     for part in chunked(sorted(domains)):  # type: ignore[arg-type]
-        for dom, acc_id in session.execute(
-            select(Account.domain, Account.id)
-            .where(Account.domain.in_(part))
-            .where(Account.deleted_at.is_(None))
-            .order_by(Account.id)
-        ):
-            by_domain.setdefault(dom, acc_id)
-    out = {}
+        q = select(CrmRecord.domain, CrmRecord.account_id, CrmRecord.id, CrmRecord.source).where(
+            CrmRecord.domain.in_(part), CrmRecord.deleted_at.is_(None)
+        )
+        for dom, acc, rec, src in session.execute(q):
+            best = on_domain.setdefault(dom, {}).get(acc)
+            if best is None or (src != primary, rec) < (best[1] != primary, best[0]):
+                on_domain[dom][acc] = (rec, src)
+    out, why = {}, {}
     for r in refs:
-        acc = by_ext.get(r.crm_id) if r.crm_id else None
-        if acc is None and r.domain:
-            acc = by_domain.get(normalise_domain(r.domain))  # type: ignore[arg-type]
-        if acc is not None:
-            out[r] = acc
-    return out
+        match = by_ext.get(r.crm_id) if r.crm_id else None
+        if match is None and r.domain:
+            accounts = on_domain.get(normalise_domain(r.domain), {})
+            if len(accounts) == 1:
+                ((acc, (rec, _src)),) = accounts.items()
+                match = (acc, rec)
+            elif accounts:
+                why[r] = f"domain {r.domain} matches {len(accounts)} accounts"
+        if match is not None:
+            out[r] = match
+    return out, why
 
 
-def store_batch(*, session: Session, source: str, batch: Batch, now: datetime) -> StoreReport:
-    """Persist one batch and, in the same transaction, its watermark."""
+def store_batch(
+    *, session: Session, source: str, batch: Batch, now: datetime, primary: str = "salesforce"
+) -> StoreReport:
+    """Persist one batch and, in the same transaction, its watermark. CRM records are linked
+    to their accounts (health.identity; `primary` is the CRM whose record leads)."""
     report = StoreReport(errors=len(batch.errors))
     if batch.accounts:
-        ids, changed = upsert_accounts(session=session, records=batch.accounts, now=now)
-        report.upserted += len(changed)
-        report.unchanged += len(batch.accounts) - len(changed)
-        report.touched_accounts |= {ids[k] for k in changed}
-    refs = resolve_refs(
+        distinct = len({(r.source, r.external_id) for r in batch.accounts})
+        n_changed, touched = link_records(
+            session=session, records=batch.accounts, now=now, primary=primary
+        )
+        report.upserted += n_changed
+        report.unchanged += distinct - n_changed
+        report.touched_accounts |= touched
+    refs, ambiguous = resolve_refs(
         session=session,
         refs=[o.account for o in batch.observations] + [o.account for o in batch.outcomes],
+        primary=primary,
     )
 
-    def matched(rec: ObservationRecord | OutcomeRecord) -> int | None:
+    def matched(rec: ObservationRecord | OutcomeRecord) -> Match | None:
         acc = refs.get(rec.account)
         if acc is None:
-            key = rec.account.key()
+            key = ambiguous.get(rec.account) or rec.account.key()
             report.unmatched[key] = report.unmatched.get(key, 0) + 1
         return acc
 
     obs_rows = {}
     for o in batch.observations:
-        if (acc := matched(o)) is not None:
-            key = (acc, o.signal, o.observed_at, o.source)
+        if (m := matched(o)) is not None:
+            acc, rec = m
+            key = (rec, o.signal, o.observed_at, o.source)
             obs_rows[key] = {
                 "account_id": acc,
+                "record_id": rec,
                 "signal": o.signal,
                 "observed_at": o.observed_at,
                 "value": float(o.value),
@@ -193,7 +171,7 @@ def store_batch(*, session: Session, source: str, batch: Batch, now: datetime) -
         session,
         Observation,
         list(obs_rows.values()),
-        keys=("account_id", "signal", "observed_at", "source"),
+        keys=("record_id", "signal", "observed_at", "source"),
         update=("value",),
         returning=("account_id",),
     )
@@ -203,9 +181,11 @@ def store_batch(*, session: Session, source: str, batch: Batch, now: datetime) -
 
     out_rows = {}
     for o in batch.outcomes:
-        if (acc := matched(o)) is not None:
-            out_rows[(acc, o.kind, o.occurred_on)] = {
+        if (m := matched(o)) is not None:
+            acc, rec = m
+            out_rows[(rec, o.kind, o.occurred_on)] = {
                 "account_id": acc,
+                "record_id": rec,
                 "kind": o.kind,
                 "occurred_on": o.occurred_on,
                 "arr_change": o.arr_change,
@@ -217,7 +197,7 @@ def store_batch(*, session: Session, source: str, batch: Batch, now: datetime) -
             session,
             Outcome,
             list(out_rows.values()),
-            keys=("account_id", "kind", "occurred_on"),
+            keys=("record_id", "kind", "occurred_on"),
             update=("arr_change", "external_id"),
         )
     )
@@ -269,7 +249,9 @@ def find_accounts(*, session: Session, query: str, limit: int = 8) -> list[Accou
                 or_(
                     func.lower(Account.name).like(pattern),
                     func.lower(Account.domain).like(pattern),
-                    Account.external_id == query.strip(),
+                    Account.id.in_(  # any linked record's id, in any CRM
+                        select(CrmRecord.account_id).where(CrmRecord.external_id == query.strip())
+                    ),
                 )
             )
             .limit(200)

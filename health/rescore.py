@@ -16,14 +16,22 @@ from health.db import session_scope
 from health.models import Account
 from health.repo import accounts_by_id, chunked
 from health.score_history import score_history
-from health.score_writes import Progress, RescoreReport, WriteReport, context, day_end, write_scores
+from health.score_writes import (
+    Progress,
+    RescoreReport,
+    WriteReport,
+    context,
+    crm_records_of,
+    day_end,
+    write_scores,
+)
 from health.scorebook import prior_state, score_row
 from health.scoring.engine import plan_of, score_columns
 from health.scoring.explain import explain
 from health.scoring.model import ScoringModel
 from health.stats_sql import stats_columns
 
-ACCOUNT_COLUMNS = ("name", "segment", "customer_since", "renewal_date", "source")
+ACCOUNT_COLUMNS = ("name", "segment", "customer_since", "renewal_date")
 
 
 def rescore(
@@ -145,8 +153,7 @@ def _score_part(
         written = write_scores(
             session=session,
             rows=rows,
-            sources={a.id: a.source for a in accounts},
+            crm_records=crm_records_of(session=session, ids=ids, targets=targets),
             previous={(k, day): h["prev"] for k, h in history.items() if h["prev"] is not None},
-            targets=targets,
         )
     return written, len(rows)

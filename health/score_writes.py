@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from health.models import Account, CrmWrite, OutboxItem, Score, ScoreChange
+from health.models import Account, CrmRecord, CrmWrite, OutboxItem, Score, ScoreChange
 from health.repo import bulk_upsert
 from health.scoring.engine import AccountContext
 
@@ -59,13 +59,12 @@ def write_scores(
     *,
     session: Session,
     rows: Sequence[dict],
-    sources: dict[int, str],
+    crm_records: dict[int, list[tuple[int, str]]],
     previous: dict,
-    targets: Collection[str] = (),
 ) -> WriteReport:
     """Insert (or replace, on a rerun of the same day) Score rows; a ScoreChange where the
-    score or tier moved; an outbox row for the account's CRM, when it is one of `targets`
-    (the CRMs that receive scores), where what the CRM shows changed.
+    score or tier moved; an outbox row for each of the account's `crm_records` ((record id,
+    CRM) of the CRMs that receive scores) where what the CRM shows changed.
     `previous` maps (account id, score date) -> the Score before it (anything with a Score's
     attributes); rows may span several days."""
     report = WriteReport()
@@ -107,11 +106,12 @@ def write_scores(
                     "reason": row["reason"],
                 }
             )
-        if sources.get(acc) in targets:  # the newest score of each account is a candidate
+        for record_id, target in crm_records.get(acc, ()):  # the newest score: a candidate
             shown = prev is None or round(row["total"]) != round(prev.total) or announced
-            last_outbox[acc] = {
+            last_outbox[record_id] = {
                 "account_id": acc,
-                "target": sources[acc],
+                "record_id": record_id,
+                "target": target,
                 "score_id": score_id,
                 "score_date": day,
                 "created_at": row["computed_at"],
@@ -149,8 +149,8 @@ def queue_writebacks(*, session: Session, items: list[dict]) -> None:
     )
     written = set(
         session.execute(
-            select(CrmWrite.account_id, CrmWrite.target).where(CrmWrite.account_id.in_(accounts))
-        ).all()
+            select(CrmWrite.record_id).where(CrmWrite.account_id.in_(accounts))
+        ).scalars()
     )
     rows = [
         {k: v for k, v in i.items() if k not in ("score_date", "changed")}
@@ -158,13 +158,30 @@ def queue_writebacks(*, session: Session, items: list[dict]) -> None:
         | {"error_code": None, "last_error": None}
         for i in items
         if newest.get(i["account_id"]) == i["score_date"]
-        and (i["changed"] or (i["account_id"], i["target"]) not in written)
+        and (i["changed"] or i["record_id"] not in written)
     ]
     if rows:
         bulk_upsert(
             session,
             OutboxItem,
             rows,
-            keys=("account_id", "target"),
-            update=[c for c in rows[0] if c not in ("account_id", "target")],
+            keys=("record_id",),
+            update=[c for c in rows[0] if c != "record_id"],
         )
+
+
+def crm_records_of(
+    *, session: Session, ids: Sequence[int], targets: Collection[str]
+) -> dict[int, list[tuple[int, str]]]:
+    """Per account, its live records in the CRMs `targets`: where its score is written."""
+    if not targets or not ids:
+        return {}
+    out: dict[int, list[tuple[int, str]]] = {}
+    q = select(CrmRecord.account_id, CrmRecord.id, CrmRecord.source).where(
+        CrmRecord.account_id.in_(ids),
+        CrmRecord.source.in_(list(targets)),
+        CrmRecord.deleted_at.is_(None),
+    )
+    for acc, rec, source in session.execute(q):
+        out.setdefault(acc, []).append((rec, source))
+    return out

@@ -55,7 +55,12 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 
 def sync_source(
-    engine: Engine, source, *, on_batch: OnBatch | None = None, report: SyncReport | None = None
+    engine: Engine,
+    source,
+    *,
+    on_batch: OnBatch | None = None,
+    report: SyncReport | None = None,
+    primary: str = "salesforce",
 ) -> SyncReport:
     """Pull what changed in one source since its watermark and store it, batch by batch.
     Two syncs of one source never overlap: the second returns at once with `busy` set."""
@@ -64,13 +69,14 @@ def sync_source(
         if not mine:
             report.busy = True
             return report
-        return ingest(engine, source, on_batch=on_batch, report=report)
+        return ingest(engine, source, on_batch=on_batch, report=report, primary=primary)
 
 
 def sync_named(
     engine: Engine, settings: Settings, name: str, *, on_batch: OnBatch | None = None
 ) -> SyncReport:
-    return sync_source(engine, build_source(settings, name), on_batch=on_batch)
+    source = build_source(settings, name)
+    return sync_source(engine, source, on_batch=on_batch, primary=settings.primary_crm)
 
 
 def sync_all(
@@ -86,7 +92,10 @@ def sync_all(
     for name in [only] if only else configured_sources(settings):
         report = SyncReport(source=name)
         try:
-            sync_source(engine, build_source(settings, name), on_batch=on_batch, report=report)
+            source = build_source(settings, name)
+            sync_source(
+                engine, source, on_batch=on_batch, report=report, primary=settings.primary_crm
+            )
         except ConnectorError as exc:
             run.failed[name] = str(exc)
         run.syncs.append(report)

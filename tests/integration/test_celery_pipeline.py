@@ -187,8 +187,12 @@ def test_beat_syncs_scores_and_writes_back_and_a_change_reaches_the_crm(
         p = procs(pipeline_env(settings, postgres_url, redis_url))
         p.worker()
         p.beat()
-        wait_for("every score on its CRM", lambda: every_score_shown(pg_engine, sf, hs), p)
-        assert count(pg_engine, Score) >= 35 and count(pg_engine, TaskFailure) == 0
+        wait_for(
+            "every account scored, and every score on its CRM",
+            lambda: count(pg_engine, Score) >= 35 and every_score_shown(pg_engine, sf, hs),
+            p,
+        )
+        assert count(pg_engine, TaskFailure) == 0
         assert count(pg_engine, CrmWrite) == len(newest_scores(pg_engine))
         # a champion leaves in HubSpot: the next beat-driven pass shows it on the company
         company, contact = _champion_of_a_hubspot_company(hs, portfolio)

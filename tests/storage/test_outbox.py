@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func, select
 
 from health.db import session_scope
-from health.models import Account, CrmWrite, OutboxItem, Score
+from health.models import CrmRecord, CrmWrite, OutboxItem, Score
 from health.outbox import claim, settle
-from health.repo import bulk_upsert
+from health.records import AccountRecord, Batch
+from health.repo import bulk_upsert, store_batch
 from health.score_writes import queue_writebacks
 
 AT = datetime(2026, 11, 2, tzinfo=UTC)
@@ -18,22 +19,16 @@ DAY = date(2026, 11, 1)
 
 
 def seed(engine, n: int) -> None:
+    records = [AccountRecord("salesforce", f"001{i:015d}", f"A{i}") for i in range(n)]
     with session_scope(engine) as s:
-        accounts = [
-            {
-                "source": "salesforce",
-                "external_id": f"001{i:015d}",
-                "name": f"A{i}",
-                "updated_at": AT,
-            }
-            for i in range(n)
-        ]
-        ids = [i for (i,) in bulk_upsert(s, Account, accounts, keys=("source", "external_id"),
-                                         update=(), returning=("id",))]  # fmt: skip
-        scores = [score(acc, DAY, 50 + acc % 40) for acc in ids]
-        written = bulk_upsert(s, Score, scores, keys=("account_id", "score_date"), update=(),
-                              returning=("id", "account_id"))  # fmt: skip
-        queue_writebacks(session=s, items=[item(acc, sid, DAY) for sid, acc in written])
+        store_batch(session=s, source="salesforce", batch=Batch(accounts=records), now=AT)
+        pairs = s.execute(select(CrmRecord.account_id, CrmRecord.id)).all()
+        scores = [score(acc, DAY, 50 + acc % 40) for acc, _ in pairs]
+        written = dict(
+            bulk_upsert(s, Score, scores, keys=("account_id", "score_date"), update=(),
+                        returning=("account_id", "id"))
+        )  # fmt: skip
+        queue_writebacks(session=s, items=[item(acc, rec, written[acc], DAY) for acc, rec in pairs])
 
 
 def score(acc: int, day: date, total: float) -> dict:
@@ -50,9 +45,10 @@ def score(acc: int, day: date, total: float) -> dict:
     }
 
 
-def item(acc: int, score_id: int, day: date) -> dict:
+def item(acc: int, record: int, score_id: int, day: date) -> dict:
     return {
         "account_id": acc,
+        "record_id": record,
         "target": "salesforce",
         "score_id": score_id,
         "score_date": day,
@@ -79,7 +75,7 @@ def test_a_bulk_jobs_worth_of_rows_settles_at_once(engine):
     assert count(engine, OutboxItem) == 0 and count(engine, CrmWrite) == 9000
     with session_scope(engine) as s:  # the same scores queued again (a same-day rescore)
         pairs = s.execute(select(Score.id, Score.account_id)).all()
-        queue_writebacks(session=s, items=[item(acc, sid, DAY) for sid, acc in pairs])
+        queue_writebacks(session=s, items=[item(acc, acc, sid, DAY) for sid, acc in pairs])
     assert count(engine, OutboxItem) == 9000
     with session_scope(engine) as s:  # the CRM already shows them: nothing to send
         claimed, dropped = claim(session=s, target="salesforce", limit=10_000, now=AT)
@@ -96,7 +92,8 @@ def test_a_newer_score_waits_while_the_older_one_is_on_its_way(engine):
             s, Score, later, keys=("account_id", "score_date"), update=(), returning=("id",)
         )
         queue_writebacks(
-            session=s, items=[item(first.account_id, newer[0][0], DAY + timedelta(days=1))]
+            session=s,
+            items=[item(first.account_id, first.record_id, newer[0][0], DAY + timedelta(days=1))],
         )
     ok = {c.write.account_external_id for c in claimed}
     with session_scope(engine) as s:
