@@ -21,6 +21,7 @@ from connectors.base import ConnectorError
 from health.accounts import AccountLookupError, resolve_account
 from health.briefs import account_brief
 from health.db import make_engine, session_scope
+from health.identity import LinkError
 from health.migrate import upgrade
 from health.scoring.model import ModelError, ScoringModel, load_model
 from health.settings import get_settings
@@ -34,6 +35,10 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(crm_app, name="crm")
+accounts_app = typer.Typer(
+    help="One customer, one account: the CRM records each account links.", no_args_is_help=True
+)
+app.add_typer(accounts_app, name="accounts")
 app.command()(doctor)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -176,6 +181,40 @@ def writeback(
         )
 
 
+@accounts_app.command("review")
+def accounts_review() -> None:
+    """List the records left unlinked because linking them was ambiguous, with why."""
+    from cli.accounts import show_review
+
+    show_review(engine(), out)
+
+
+@accounts_app.command("link")
+def accounts_link(
+    first: Annotated[str, typer.Argument(help="An account: name, domain or any linked CRM id")],
+    second: Annotated[str, typer.Argument(help="The account that is the same customer")],
+) -> None:
+    """Make two accounts one customer (the decision survives every later sync)."""
+    from workers.pipeline import link_accounts
+
+    keep, absorb, scored = link_accounts(engine(), get_settings(), model(), first, second)
+    out.print(
+        f"Linked {absorb.name} into {keep.name}: one account now, "
+        f"{'scored' if scored.scored else 'not scored yet (no data)'}."
+    )
+
+
+@accounts_app.command("unlink")
+def accounts_unlink(
+    record: Annotated[str, typer.Argument(help="The CRM record, as SOURCE:ID (e.g. hubspot:123)")],
+) -> None:
+    """Take one CRM record off its account (the decision survives every later sync)."""
+    from workers.pipeline import unlink_record
+
+    home, _ = unlink_record(engine(), get_settings(), model(), record)
+    out.print(f"{record} is now its own account: {home.name}.")
+
+
 @app.command("import")
 def import_file(
     kind: Annotated[str, typer.Argument(help="accounts, observations or outcomes")],
@@ -216,7 +255,7 @@ def main() -> None:
     usage line and exit code 2; our own errors are one line on stderr and exit code 1."""
     try:
         app(standalone_mode=True)
-    except (UserError, ConnectorError, AccountLookupError) as exc:
+    except (UserError, ConnectorError, AccountLookupError, LinkError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)
     except ModelError as exc:

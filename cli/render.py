@@ -111,7 +111,14 @@ def brief_panel(b: Brief) -> Panel:
             score += " (stale)"
         signals = ", ".join(f"{label} {format_value(v, fmt)}" for label, fmt, v, _ in c.metrics)
         comps.add_row(c.label, score, f"{c.share:.0%}", signals or "—")
-    parts = [head, facts, Text(""), Text(line.reason), Text(""), comps]
+    parts = [head, facts]
+    if len(b.records) > 1 or any(r["linked_by"] != "new" for r in b.records):
+        linked = " · ".join(
+            f"{r['source']} {r['id']}" + ("" if r["linked_by"] == "new" else f" ({r['linked_by']})")
+            for r in b.records
+        )
+        parts.append(Text(f"linked records: {linked}", style="dim"))
+    parts += [Text(""), Text(line.reason), Text(""), comps]
     if b.history:
         parts += [Text(""), Text(f"Last {len(b.history)} days  {sparkline(b.history)}")]
     if b.changes:

@@ -8,6 +8,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlmodel import Session
 
+from health.identity import records_of
 from health.models import Account, Outcome, Score, ScoreChange
 from health.score_history import scores_as_of
 from health.scoring.model import TIERS, ScoringModel
@@ -68,6 +69,7 @@ class Brief:
     history: list[float]  # daily totals, oldest first (up to 90)
     changes: list[dict] = field(default_factory=list)
     outcomes: list[dict] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)  # the CRM records it links
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -186,5 +188,9 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
         outcomes=[
             {"kind": o.kind, "on": o.occurred_on.isoformat(), "arr_change": o.arr_change}
             for o in outcomes
+        ],
+        records=[
+            {"source": r.source, "id": r.external_id, "linked_by": r.linked_by, "name": r.name}
+            for r in records_of(session=session, account_ids=[account.id]).get(account.id, [])
         ],
     )

@@ -157,14 +157,21 @@ def _place(session: Session, fresh: list[CrmRecord], *, primary: str, now: datet
                 owner[id(r)], r.linked_by = found, "domain"
         if id(r) not in owner:
             owner[id(r)] = _new_account(r, now)
-    session.add_all([a for a in owner.values() if isinstance(a, Account)])
-    session.flush()  # the new accounts get their ids in one round trip
+    made = list({id(a): a for a in owner.values() if isinstance(a, Account)}.values())
+    if made:  # multi-row INSERTs (each new account comes from one record: its key maps back)
+        table = Account.__table__  # type: ignore[attr-defined]
+        back = table.insert().returning(table.c.id, table.c.source, table.c.external_id)
+        rows = session.execute(back, [a.model_dump(exclude={"id"}) for a in made]).all()
+        ids = {(src, ext): new_id for new_id, src, ext in rows}
+        for a in made:
+            a.id = ids[(a.source, a.external_id)]
     for r in fresh:
         acc = owner[id(r)]
         r.account_id = acc.id if isinstance(acc, Account) else acc
         if r.linked_by == "new":
             r.home_account_id = r.account_id
-    session.add_all(fresh)
+    table = CrmRecord.__table__  # type: ignore[attr-defined]
+    session.execute(table.insert(), [r.model_dump(exclude={"id"}) for r in fresh])
     return {r.account_id for r in fresh}
 
 

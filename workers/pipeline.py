@@ -18,10 +18,14 @@ from sqlalchemy.engine import Engine
 from connectors.base import ConnectorError
 from connectors.files.csv_import import CsvImport
 from connectors.registry import build_sink, build_source, configured_sinks, configured_sources
+from health import accounts
+from health.db import session_scope
 from health.ingest import SyncReport, ingest
 from health.locks import exclusive
+from health.models import Account
 from health.outbox import RetryPolicy
 from health.records import Batch
+from health.repo import utcnow
 from health.rescore import rescore
 from health.score_writes import RescoreReport
 from health.scoring.model import ScoringModel
@@ -177,3 +181,26 @@ def import_csv(
     """Load a CSV of accounts, observations or outcomes (columns: docs/import-formats.md).
     ValueError names what is wrong with the file."""
     return sync_source(engine, CsvImport(kind, path, signals=model.signals), on_batch=on_batch)
+
+
+def link_accounts(
+    engine: Engine, settings: Settings, model: ScoringModel, first: str, second: str
+) -> tuple[Account, Account, RescoreReport]:
+    """Join two accounts a person says are one customer, then score the one that remains
+    (its score goes to every CRM record it now links). Returns (kept, absorbed, scoring)."""
+    with session_scope(engine) as session:
+        keep, absorb = accounts.link_accounts(
+            session=session, first=first, second=second, now=utcnow(), primary=settings.primary_crm
+        )
+    return keep, absorb, score_accounts(engine, settings, model, [keep.id])
+
+
+def unlink_record(
+    engine: Engine, settings: Settings, model: ScoringModel, record: str
+) -> tuple[Account, RescoreReport]:
+    """Take one CRM record off its account, then score both accounts again."""
+    with session_scope(engine) as session:
+        left, home = accounts.unlink_record(
+            session=session, record=record, now=utcnow(), primary=settings.primary_crm
+        )
+    return home, score_accounts(engine, settings, model, [left, home.id])
