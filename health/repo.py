@@ -236,7 +236,8 @@ def set_watermark(
 
 
 def find_accounts(*, session: Session, query: str, limit: int = 8) -> list[Account]:
-    """Accounts whose name or domain matches `query`, best first (exact, prefix, substring)."""
+    """Accounts whose name or domain, or any linked record's, matches `query`, best first
+    (exact, prefix, substring)."""
     q = query.strip().lower()
     if not q:
         return []
@@ -249,8 +250,14 @@ def find_accounts(*, session: Session, query: str, limit: int = 8) -> list[Accou
                 or_(
                     func.lower(Account.name).like(pattern),
                     func.lower(Account.domain).like(pattern),
-                    Account.id.in_(  # any linked record's id, in any CRM
-                        select(CrmRecord.account_id).where(CrmRecord.external_id == query.strip())
+                    Account.id.in_(  # any linked record's id, name or domain, in any CRM
+                        select(CrmRecord.account_id).where(
+                            or_(
+                                CrmRecord.external_id == query.strip(),
+                                func.lower(CrmRecord.name).like(pattern),
+                                func.lower(CrmRecord.domain).like(pattern),
+                            )
+                        )
                     ),
                 )
             )

@@ -215,3 +215,28 @@ def test_writeback_status_lists_parked_rows_with_the_crm_error(tmp_path):
         assert f"{parked[-1]} parked rows will be sent again" in retried.stdout
         assert sum(sf.applied.values()) == int(parked[-1])
         assert "The outbox is empty" in run("writeback", "--status", env=env).stdout
+
+
+def test_accounts_link_and_unlink_as_a_person_does(db):
+    assert "Nothing to review" in run("accounts", "review", env=db).stdout
+    linked = run("accounts", "link", "Acme Logistics", "northwind", env=db)
+    assert linked.returncode == 0, linked.stderr
+    assert "Linked Northwind into Acme Logistics: one account now" in linked.stdout
+    brief = json.loads(run("brief", "Acme Logistics", "--json", env=db).stdout)
+    assert [(r["source"], r["id"], r["linked_by"]) for r in brief["records"]] == [
+        ("hubspot", "0", "new"),
+        ("hubspot", "2", "manual"),
+    ]
+    assert run("brief", "northwind.test", "--json", env=db).returncode == 0  # a linked domain
+    unlinked = run("accounts", "unlink", "hubspot:2", env=db)
+    assert unlinked.returncode == 0 and "hubspot:2 is now its own account: Northwind" in (
+        unlinked.stdout
+    )
+    for args, message in (
+        (("accounts", "unlink", "hubspot:0"), "is the account's only record"),
+        (("accounts", "unlink", "hubspot:99"), "no record with id 'hubspot:99'"),
+        (("accounts", "link", "acme", "northwind"), "'acme' matches 2 accounts"),
+    ):
+        done = run(*args, env=db)
+        assert done.returncode == 1 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
