@@ -10,7 +10,12 @@ Which properties mean what (custom `healthbot_*` ones are created by `healthbot 
   healthbot_segment (else numberofemployees bands), healthbot_arr, healthbot_renewal_date,
   hs_lifecyclestage_customer_date; notes_last_contacted -> a csm_touch event at that time;
   healthbot_last_exec_meeting -> an exec_meeting event (HubSpot cannot tell which meetings
-  were executive, so only this explicit property yields exec_meeting).
+  were executive, so only this explicit property yields exec_meeting);
+  salesforceaccountid (set by HubSpot's Salesforce integration on a company synced with a
+  Salesforce account) -> the record's cross-reference: the same customer's Salesforce Account
+  Id, so the two records are one account (health.identity). A portal without the integration
+  has no such property: HubSpot leaves unknown names out of a search's or read's `properties`
+  and the company simply carries no cross-reference.
 - deals: closed won -> renewed (or expanded when dealtype says expansion/upsell), closed lost
   -> churned, on closedate; arr_change = amount - healthbot_prior_amount (won), -amount (lost).
 - tickets: hs_ticket_priority in the sev-1 set (default URGENT only, like Zendesk's urgent and
@@ -26,6 +31,7 @@ Which properties mean what (custom `healthbot_*` ones are created by `healthbot 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -43,6 +49,7 @@ SOURCE = "hubspot"
 LASTMOD = "hs_lastmodifieddate"
 CONTACT_LASTMOD = "lastmodifieddate"
 CHAMPION, LEFT, PRIMARY = "healthbot_champion", "healthbot_left_company", "associatedcompanyid"
+SALESFORCE_ACCOUNT_ID = "salesforceaccountid"  # HubSpot's Salesforce integration sets it
 COMPANY_PROPS = [
     "name",
     "domain",
@@ -54,6 +61,7 @@ COMPANY_PROPS = [
     "hs_lifecyclestage_customer_date",
     "notes_last_contacted",
     "healthbot_last_exec_meeting",
+    SALESFORCE_ACCOUNT_ID,
     LASTMOD,
 ]
 DEAL_PROPS = [
@@ -131,6 +139,25 @@ def segment_of(props: dict) -> str | None:
     return "enterprise" if employees >= 1000 else "mid_market" if employees >= 100 else "smb"
 
 
+_SFID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_SFID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+
+
+def salesforce_id(value: str | None) -> str | None:
+    """A Salesforce record id as the Salesforce API returns it: 18 characters. A 15-character
+    (case-sensitive) id gets its case-safe suffix, so it matches the Account's `Id`; anything
+    that is not id-shaped is kept as given (stripped), empty -> None."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not _SFID.fullmatch(value) or len(value) == 18:
+        return value
+    bits = (
+        sum(1 << j for j, c in enumerate(value[k : k + 5]) if "A" <= c <= "Z") for k in (0, 5, 10)
+    )
+    return value + "".join(_SFID_SUFFIX[b] for b in bits)
+
+
 def _id(obj: dict) -> str:
     oid = obj.get("id") if isinstance(obj, dict) else None
     if not isinstance(oid, str | int) or not str(oid).strip():
@@ -167,6 +194,7 @@ def company_records(
             customer_since=_get(p, "hs_lifecyclestage_customer_date", parse_date),
             renewal_date=_get(p, "healthbot_renewal_date", parse_date),
             deleted=deleted,
+            cross_ref=salesforce_id(p.get(SALESFORCE_ACCOUNT_ID)),
         )
         ref = AccountRef(crm_id=cid)
         events = []

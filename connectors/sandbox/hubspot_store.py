@@ -8,11 +8,17 @@ longer see it) but keeps them on the archived copy (served by `?archived=true&as
 an assumption, HubSpot does not document it). Seeded from a sandbox Portfolio (companies,
 renewal deals, tickets, contacts with a `healthbot_champion` flag whose departure sets
 `healthbot_left_company` at the left date); `hubspot_api.py` serves it over HTTP.
+
+Opt-in, for a customer in both CRMs (`seed(..., salesforce_ids=, duplicates=)`): the
+`salesforceaccountid` company property HubSpot's Salesforce integration keeps (the Salesforce
+Account Id of the account the company syncs with), and a second company sharing a company's
+domain (a duplicate someone created by hand).
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -36,6 +42,7 @@ TICKET_PRIORITY = {"low": "LOW", "normal": "MEDIUM", "high": "HIGH", "urgent": "
 COMPANY_ID_BASE, DEAL_ID_BASE, OWNER_ID_BASE = 10_000, 5_000_000, 90_000
 CONTACT_ID_BASE = 700_000
 CONTACT_PROPERTIES = (("healthbot_champion", "Champion"), ("healthbot_left_company", "Left"))
+SALESFORCE_ACCOUNT_ID = "salesforceaccountid"  # kept by HubSpot's Salesforce integration
 DAY_MS = 86_400_000
 SINGULAR = {"companies": "company", "deals": "deal", "tickets": "ticket", "contacts": "contact"}
 
@@ -92,6 +99,7 @@ class HubSpotStore:
     # (type, id) of an archived record -> {other type: [ids]} as they were when archived
     archived_assoc: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
     contact_ids: dict[str, str] = field(default_factory=dict)  # portfolio id -> contact id
+    duplicates: dict[str, str] = field(default_factory=dict)  # duplicate company -> original
 
     def __post_init__(self) -> None:
         for name, label in CONTACT_PROPERTIES:
@@ -163,14 +171,23 @@ class HubSpotStore:
                     self.dissociate(a_type, obj_id, b_type, other)
         return obj
 
-    def define(self, object_type: str, name: str, label: str, type_: str, field: str) -> None:
+    def define(
+        self,
+        object_type: str,
+        name: str,
+        label: str,
+        type_: str,
+        field: str,
+        *,
+        group: str = "healthbot",
+    ) -> None:
         """A custom property definition (searching on an undefined healthbot_* one is a 400)."""
         self.properties[object_type][name] = {
             "name": name,
             "label": label,
             "type": type_,
             "fieldType": field,
-            "groupName": "healthbot",
+            "groupName": group,
             "archived": False,
         }
 
@@ -246,8 +263,30 @@ class HubSpotStore:
         return rows
 
     # -- seeding -----------------------------------------------------------------------
-    def seed(self, portfolio) -> dict[str, str]:
-        """Load a Portfolio; returns {portfolio account external_id: HubSpot company id}."""
+    def seed(
+        self,
+        portfolio,
+        *,
+        salesforce_ids: Mapping[str, str] | None = None,
+        duplicates: Iterable[str] = (),
+    ) -> dict[str, str]:
+        """Load a Portfolio; returns {portfolio account external_id: HubSpot company id}.
+
+        `salesforce_ids` (portfolio id -> Salesforce Account Id): the portal has the
+        Salesforce integration's `salesforceaccountid` property, set on those companies.
+        `duplicates` (portfolio ids): each of those companies gets a second company with the
+        same domain, after all the others (ids in `self.duplicates`: duplicate -> original).
+        Without either, the store is seeded exactly as before."""
+        if salesforce_ids is not None:
+            self.define(
+                "companies",
+                SALESFORCE_ACCOUNT_ID,
+                "Salesforce Account ID",
+                "string",
+                "text",
+                group="salesforceinformation",
+            )
+        links = salesforce_ids or {}
         owner_ids: dict[str, str] = {}
         for email in sorted({a.owner for a in portfolio.accounts}):
             oid = str(OWNER_ID_BASE + len(owner_ids) + 1)
@@ -295,10 +334,12 @@ class HubSpotStore:
                     "lifecyclestage": "customer",
                     "notes_last_contacted": iso(ms(last)) if last else None,
                     "healthbot_last_exec_meeting": iso(ms(max(execs))) if execs else None,
+                    SALESFORCE_ACCOUNT_ID: links.get(a.external_id),
                 },
                 created_ms=created,
                 modified_ms=min(max(created, touched), horizon - 1),
             )
+        self._seed_duplicates(portfolio, ids, owner_ids, list(duplicates), horizon)
         for n, r in enumerate(portfolio.renewals, start=1):
             did = str(DEAL_ID_BASE + n)
             won = r.outcome in ("renewed", "expanded")
@@ -350,6 +391,31 @@ class HubSpotStore:
         self._seed_contacts(portfolio, ids)
         self.now_ms = max(self.now_ms, horizon)
         return ids
+
+    def _seed_duplicates(
+        self, portfolio, ids: dict[str, str], owners: dict[str, str], which: list, horizon: int
+    ) -> None:
+        """A second company for each of `which`, with the same domain and name but none of its
+        deals, tickets or contacts; created a month after the original (or at the horizon)."""
+        by_id = {a.external_id: a for a in portfolio.accounts}
+        base = COMPANY_ID_BASE + len(portfolio.accounts)
+        for n, ext in enumerate(which, start=1):
+            a, cid = by_id[ext], str(base + n)
+            created = min(ms(a.customer_since) + 30 * DAY_MS, horizon - 1)
+            self.put(
+                "companies",
+                cid,
+                {
+                    "name": a.name,
+                    "domain": a.domain,
+                    "hubspot_owner_id": owners[a.owner],
+                    "healthbot_segment": a.segment,
+                    "lifecyclestage": "customer",
+                },
+                created_ms=created,
+                modified_ms=created + spread(cid, min(DAY_MS, horizon - created)),
+            )
+            self.duplicates[cid] = ids[ext]
 
     def _seed_contacts(self, portfolio, ids: dict[str, str]) -> None:
         """Contacts join at their company's customer_since (last modified that morning, UTC);
