@@ -1,9 +1,14 @@
 """Benchmark a full, then an incremental, CRM sync through the sandbox Salesforce and HubSpot.
 
-    python bench/sync.py [--accounts N] [--days D] [--layout split|both] [--url PG_ADMIN_URL]
+    python bench/sync.py [--accounts N] [--days D] [--layout split|both] [--overlap-every K]
+                         [--duplicates M] [--url PG_ADMIN_URL]
 
---layout split (default) splits generate_portfolio(N, days=D) as the demo does (account i in
-HubSpot when i % 4 == 3, else Salesforce: N accounts in all); `both` serves all N from each CRM.
+--layout split (default) lays generate_portfolio(N, days=D) out as the demo does
+(cli.demo_sync.crm_layout: account i in HubSpot when i % 4 == 3, else Salesforce, and in both
+when i % K == 0 (K=10: one account in ten), half of those carrying their Salesforce Account Id
+on the HubSpot company (`salesforceaccountid`), half sharing only the domain; M HubSpot
+companies get a duplicate with their domain, left for review); `both` serves all N from each
+CRM (linked by domain).
 The fakes hold accounts (+ a Contract each in Salesforce), renewals and cases/tickets, but no
 touches or contacts (Salesforce's Task, Event and Contact queries come back empty). Database:
 SQLite in a temp dir, or one created (and dropped) on the PostgreSQL server of --url. Then a
@@ -17,6 +22,12 @@ ceil(rows/200)) per search (rows include the records sharing the saved instant w
 100 do: see NOT_IN_LIMIT), ceil(rows/1000) per v4 association read, ceil(owners/500),
 ceil(contacts/50) history batch reads.
 check_calls: kinds marked "check" (CHECKS). excess = api_calls - min_calls - check_calls.
+
+Linking (health.identity.link_records, once per batch of accounts a source yields): database
+statements counted with a `before_cursor_execute` listener, per batch, against the records in
+the batch (`db_statements`); a last phase stamps `salesforceaccountid` on the companies that
+were linked by domain (as HubSpot's Salesforce integration does once it syncs them) and syncs
+HubSpot again. At the end: CRM records, accounts (live, not merged), how records were linked.
 Progress on stderr; the last stdout line is JSON.
 """
 
@@ -35,18 +46,20 @@ from datetime import date, timedelta
 
 import psycopg
 from psycopg import sql
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 
-from cli.demo_sync import sandbox_settings, subset
+import health.repo
+from cli.demo_sync import CrmLayout, crm_layout, sandbox_settings, start_crm_sandboxes
 from connectors.hubspot.client import NOT_IN_LIMIT
+from connectors.hubspot.mapping import SALESFORCE_ACCOUNT_ID
 from connectors.registry import enabled_sources
-from connectors.sandbox.hubspot_api import start_hubspot_sandbox
 from connectors.sandbox.hubspot_store import iso, lastmod_of, ms
 from connectors.sandbox.portfolio import generate_portfolio
-from connectors.sandbox.salesforce_api import start_salesforce_sandbox
-from health.db import make_engine
+from health.db import make_engine, session_scope
 from health.ingest import ingest
 from health.migrate import upgrade
+from health.models import Account, CrmRecord
 from health.settings import Settings
 
 DB = "healthbot_bench_sync"
@@ -191,14 +204,114 @@ def tally(report, made: Counter, need: dict[str, int], rows: Counter) -> dict:
     }
 
 
-def run_sync(engine, settings: Settings, servers: dict, needs: dict) -> tuple[dict, float]:
+class LinkMeter:
+    """Database statements on `engine`: all of them, and those issued inside
+    health.identity.link_records (as health.repo.store_batch calls it, once per batch of
+    accounts), per call with the number of records it linked."""
+
+    def __init__(self, engine):
+        self.statements = 0
+        self.calls: list[tuple[int, int]] = []  # (records, statements) per link_records call
+        self._inside: int | None = None
+        self._link = health.repo.link_records
+        event.listen(engine, "before_cursor_execute", self._count)
+        health.repo.link_records = self._linking
+
+    def _count(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.statements += 1
+        if self._inside is not None:
+            self._inside += 1
+
+    def _linking(self, *, session, records, **kw):
+        self._inside = 0
+        try:
+            return self._link(session=session, records=records, **kw)
+        finally:
+            self.calls.append((len(records), self._inside))
+            self._inside = None
+
+    def take(self) -> dict:
+        """What was counted since the last take, then start again."""
+        calls, total = self.calls, self.statements
+        self.calls, self.statements = [], 0
+        per = [n for _, n in calls]
+        records = sum(r for r, _ in calls)
+        return {
+            "statements": total,
+            "linking": {
+                "batches": len(calls),
+                "records": records,
+                "statements": sum(per),
+                "records_per_batch_max": max((r for r, _ in calls), default=0),
+                "statements_per_batch": {
+                    "min": min(per, default=0),
+                    "max": max(per, default=0),
+                    "mean": round(sum(per) / len(per), 1) if per else 0,
+                },
+                "statements_per_1000_records": round(1000 * sum(per) / records, 1)
+                if records
+                else 0,
+            },
+        }
+
+
+def run_sync(
+    engine, settings: Settings, servers: dict, needs: dict, meter: LinkMeter
+) -> tuple[dict, float]:
     started, out = time.perf_counter(), {}
     for name, (server, kinds) in servers.items():
         server.reset_counts()
-        report = ingest(engine, enabled_sources(settings, only=name)[0])
-        say(f"{name}: {report.fetched:,} records, {report.api_calls} calls, {report.seconds:.1f}s")
-        out[name] = tally(report, kinds(server.requests), *needs[name])
+        meter.take()
+        report = ingest(
+            engine, enabled_sources(settings, only=name)[0], primary=settings.primary_crm
+        )
+        db = meter.take()
+        link = db["linking"]
+        say(
+            f"{name}: {report.fetched:,} records, {report.api_calls} calls, "
+            f"{report.seconds:.1f}s; {db['statements']:,} statements, linking "
+            f"{link['records']:,} records in {link['batches']} batches took "
+            f"{link['statements']} ({link['statements_per_batch']['max']} per batch at most)"
+        )
+        out[name] = tally(report, kinds(server.requests), *needs[name]) | {"db": db}
     return out, round(time.perf_counter() - started, 2)
+
+
+def late_cross_refs(engine, settings: Settings, hs, layout: CrmLayout, meter: LinkMeter) -> dict:
+    """HubSpot's Salesforce integration stamps the Salesforce Account Id on the companies that
+    were linked by domain; a HubSpot sync reads them again. Their account does not change."""
+    ids = sorted(layout.by_domain)
+    for ext in ids:
+        hs.modify("companies", hs.company_ids[ext], **{SALESFORCE_ACCOUNT_ID: ext})
+    meter.take()
+    report = ingest(
+        engine, enabled_sources(settings, only="hubspot")[0], primary=settings.primary_crm
+    )
+    db = meter.take()
+    say(
+        f"late cross-references: {len(ids):,} companies re-read, linking took "
+        f"{db['linking']['statements']:,} statements in {db['linking']['batches']} batches"
+    )
+    return {"companies": len(ids), "api_calls": report.api_calls, "db": db}
+
+
+def identity_counts(engine) -> dict:
+    with session_scope(engine) as session:
+        records = session.scalar(select(func.count()).select_from(CrmRecord))
+        accounts = session.scalar(
+            select(func.count())
+            .select_from(Account)
+            .where(Account.merged_into.is_(None), Account.deleted_at.is_(None))
+        )
+        by = dict(
+            session.execute(
+                select(CrmRecord.linked_by, func.count()).group_by(CrmRecord.linked_by)
+            ).all()
+        )
+        review = session.scalar(
+            select(func.count()).select_from(CrmRecord).where(CrmRecord.review.is_not(None))
+        )
+    return {"crm_records": records, "accounts": accounts, "linked": by | {"review": review}}
 
 
 def modify(sf, hs) -> dict:
@@ -263,18 +376,42 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=10_000)
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--layout", choices=("split", "both"), default="split")
+    ap.add_argument(
+        "--overlap-every",
+        type=int,
+        default=10,
+        help="split: account i in both CRMs when i %% K == 0 (0: none)",
+    )
+    ap.add_argument(
+        "--duplicates",
+        type=int,
+        default=1,
+        help="split: HubSpot companies duplicated with their domain",
+    )
     ap.add_argument("--url", help="PostgreSQL server (admin) URL; default: SQLite in a temp dir")
     args = ap.parse_args()
 
     say(f"generating {args.accounts:,} accounts over {args.days} days ({args.layout})")
     p = replace(generate_portfolio(args.accounts, days=args.days), touches=[], contacts=[])
-    ids = {a.external_id for a in p.accounts}
-    split = {a.external_id for a in p.accounts[3::4]} if args.layout == "split" else set()
-    sf = start_salesforce_sandbox(subset(p, ids - split, tickets=True))
-    hs = start_hubspot_sandbox(subset(p, split or ids, tickets=True))
+    ids = frozenset(a.external_id for a in p.accounts)
+    layout = (
+        crm_layout(p, overlap_every=args.overlap_every, duplicates=args.duplicates)
+        if args.layout == "split"
+        else CrmLayout(salesforce=ids, hubspot=ids)
+    )
+    overlap = {
+        "both": len(layout.both),
+        "cross_ref": len(layout.cross_ref),
+        "domain": len(layout.by_domain),
+        "duplicates": len(layout.duplicates),
+    }
+    say(f"in both CRMs: {overlap}")
+    sf, hs = start_crm_sandboxes(p, layout, tickets=True)
     engine = make_engine(fresh_database(args.url))
+    meter = LinkMeter(engine)
     try:
         upgrade(engine)
+        meter.take()
         settings = sandbox_settings(sf, hs)
         servers = {"salesforce": (sf.server, sf_kinds), "hubspot": (hs.server, hs_kinds)}
         sf_rows = Counter({o: len(sf.db[o]) for o in SF_STREAMS})
@@ -284,8 +421,11 @@ def main() -> None:
             "salesforce": (sf_need(sf_rows, children=sf_rows["Contract"], first=True), sf_rows),
             "hubspot": (hs_need(hs, hs_rows, 0, 0), hs_rows),
         }
-        full, seconds = run_sync(engine, settings, servers, needs)
-        incremental, inc_seconds = run_sync(engine, settings, servers, modify(sf, hs))
+        full, seconds = run_sync(engine, settings, servers, needs, meter)
+        incremental, inc_seconds = run_sync(engine, settings, servers, modify(sf, hs), meter)
+        late = late_cross_refs(engine, settings, hs, layout, meter)
+        counts = identity_counts(engine)
+        say(f"end: {counts}")
     finally:
         engine.dispose()
         sf.stop()
@@ -293,8 +433,19 @@ def main() -> None:
         if args.url:
             fresh_database(args.url, drop=True)
     result = {"accounts": args.accounts, "layout": args.layout, "days": args.days}
-    result |= {"seconds": seconds, "sources": full, "checks": CHECKS}
+    result |= {"overlap": overlap, "seconds": seconds, "sources": full, "checks": CHECKS}
     result["incremental"] = {"seconds": inc_seconds, "sources": incremental}
+    result["late_cross_refs"] = {k: v for k, v in late.items() if k != "db"}
+    result |= {
+        "crm_records": counts["crm_records"],
+        "accounts_at_end": counts["accounts"],
+        "linked": counts["linked"],
+        "db_statements": {
+            phase: {name: src["db"] for name, src in sources.items()}
+            for phase, sources in (("full", full), ("incremental", incremental))
+        }
+        | {"late_cross_refs": late["db"]},
+    }
     print(json.dumps(result | {"wall_seconds": round(time.perf_counter() - T0, 2)}))
 
 

@@ -396,7 +396,8 @@ class HubSpotStore:
         self, portfolio, ids: dict[str, str], owners: dict[str, str], which: list, horizon: int
     ) -> None:
         """A second company for each of `which`, with the same domain and name but none of its
-        deals, tickets or contacts; created a month after the original (or at the horizon)."""
+        deals, tickets or contacts: someone made it a month after the original (or just before
+        the horizon), and logged a call on it two days before the horizon."""
         by_id = {a.external_id: a for a in portfolio.accounts}
         base = COMPANY_ID_BASE + len(portfolio.accounts)
         for n, ext in enumerate(which, start=1):
@@ -411,9 +412,10 @@ class HubSpotStore:
                     "hubspot_owner_id": owners[a.owner],
                     "healthbot_segment": a.segment,
                     "lifecyclestage": "customer",
+                    "notes_last_contacted": iso(max(created, horizon - 2 * DAY_MS)),
                 },
                 created_ms=created,
-                modified_ms=created + spread(cid, min(DAY_MS, horizon - created)),
+                modified_ms=max(created, horizon - 2 * DAY_MS),
             )
             self.duplicates[cid] = ids[ext]
 
