@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from cli.demo_sync import (
@@ -84,7 +85,10 @@ def build_portfolio(ctx: DemoContext) -> None:
 def score_history(ctx: DemoContext) -> None:
     start = ctx.end - timedelta(days=ctx.days - 1)
     with progress(ctx.console) as bar:
-        task = bar.add_task("scoring accounts, day by day", total=ctx.accounts)
+        with session_scope(ctx.engine) as session:  # customers in both CRMs are one account
+            live = select(func.count()).where(Account.deleted_at.is_(None))
+            total = session.execute(live).scalar_one()
+        task = bar.add_task("scoring accounts, day by day", total=total)
         report = backfill(
             ctx.engine,
             ctx.model,

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlmodel import Session
 
 from health.models import Account, CrmRecord, CrmWrite, Observation, OutboxItem, Outcome
@@ -85,14 +85,17 @@ def link_records(
             updated += 1
     if fresh:
         touched |= _place(session, fresh, primary=primary, now=now)
-    for row, ref in moved:  # a cross-reference that joins two existing accounts merges them
-        target = _records_by_external_id(session, [ref]).get(ref)
-        if target and target.account_id != row.account_id:
-            keep, gone = sorted((target, row), key=lambda r: _rank(r, primary))
-            touched |= merge(
-                session=session, keep=keep.account_id, absorb=gone.account_id, now=now,
-                pinned=False, primary=primary,
-            )  # fmt: skip
+    if moved:  # a cross-reference that joins two existing accounts merges them
+        targets = _records_by_external_id(session, [ref for _, ref in moved])
+        pairs: dict[int, int] = {}  # absorbed account -> kept account
+        for row, ref in moved:
+            target = targets.get(ref)
+            if target and target.account_id != row.account_id:
+                keep, gone = sorted((target, row), key=lambda r: _rank(r, primary))
+                pairs[gone.account_id] = keep.account_id
+                row.linked_by = "cross_ref"
+        session.flush()
+        touched |= merge_accounts(session=session, pairs=pairs, now=now, primary=primary)
     session.flush()
     touched |= refresh_accounts(session=session, ids=touched, now=now, primary=primary)
     return len(fresh) + updated, touched
@@ -181,11 +184,14 @@ def _by_domain(r: CrmRecord, claimants: list[CrmRecord], account_of) -> Account 
     others = [c for c in claimants if c is not r]
     same_crm = [c for c in others if c.source == r.source]
     accounts = {a if isinstance(a, int) else id(a): a for c in others if (a := account_of(c))}
-    if same_crm:
+    if same_crm:  # every claimant is listed, the ones stored before (and linked) too
         ids = sorted({r.external_id, *(c.external_id for c in same_crm)})
         r.review = (
             f"domain {r.domain} is claimed by {len(ids)} {r.source} records ({', '.join(ids)})"
         )
+        for c in same_crm:
+            if not c.pinned:
+                c.review = r.review
     elif len(accounts) > 1:
         r.review = f"domain {r.domain} matches {len(accounts)} accounts"
     elif accounts:
@@ -210,9 +216,10 @@ def refresh_accounts(*, session: Session, ids: Iterable[int], now: datetime, pri
     records: dict[int, list[CrmRecord]] = defaultdict(list)
     accounts: dict[int, Account] = {}
     for part in _chunks(ids):
-        for r in session.exec(select(CrmRecord).where(CrmRecord.account_id.in_(part))).scalars():
-            records[r.account_id].append(r)
-        q = select(Account).where(Account.id.in_(part))
+        q = select(CrmRecord).where(CrmRecord.account_id.in_(part))
+        for r in session.exec(q.execution_options(populate_existing=True)).scalars():
+            records[r.account_id].append(r)  # afresh: a merge may have moved them in SQL
+        q = select(Account).where(Account.id.in_(part)).execution_options(populate_existing=True)
         accounts.update({a.id: a for a in session.exec(q).scalars()})
     changed = set()
     for acc_id, account in accounts.items():
@@ -244,6 +251,49 @@ def _move_data(session: Session, *, record_ids: Sequence[int] | None, src: int, 
         session.execute(q.values(account_id=dst))
 
 
+def _each(session: Session, model, params: list[dict], where, **values) -> None:
+    """One executemany UPDATE of `model`'s table: `where` and `values` use :src / :dst."""
+    if params:
+        table = model.__table__
+        session.connection().execute(table.update().where(where(table)).values(**values), params)
+
+
+def merge_accounts(
+    *,
+    session: Session,
+    pairs: dict[int, int],
+    now: datetime,
+    primary: str,
+    pinned: bool = False,
+) -> set[int]:
+    """Join each absorbed account to the account it maps to (`pairs`: absorbed -> kept), all
+    at once: records, observations, outcomes and writeback rows move in one statement per
+    table; the absorbed accounts stay behind, merged, each with its own score history."""
+    final = {}
+    for gone, keep in pairs.items():  # a kept account absorbed in the same batch: follow it
+        seen = {gone}
+        while keep in pairs and keep not in seen:
+            seen.add(keep)
+            keep = pairs[keep]
+        if keep != gone:
+            final[gone] = keep
+    params = [{"src": gone, "dst": keep} for gone, keep in final.items()]
+    src, dst = bindparam("src"), bindparam("dst")
+    _each(session, CrmRecord, params,
+          lambda t: (t.c.account_id == src) & t.c.home_account_id.is_(None),
+          home_account_id=src)  # fmt: skip
+    moving = {"account_id": dst, "review": None}
+    if pinned:
+        moving.update(pinned=True, linked_by="manual")
+    _each(session, CrmRecord, params, lambda t: t.c.account_id == src, **moving)
+    for model in (Observation, Outcome, OutboxItem, CrmWrite):
+        _each(session, model, params, lambda t: t.c.account_id == src, account_id=dst)
+    _each(session, Account, params, lambda t: t.c.id == src,
+          merged_into=dst, deleted_at=now, updated_at=now)  # fmt: skip
+    kept = set(final.values())
+    return kept | refresh_accounts(session=session, ids=kept, now=now, primary=primary)
+
+
 def merge(
     *,
     session: Session,
@@ -253,26 +303,17 @@ def merge(
     primary: str,
     pinned: bool = True,
 ) -> set[int]:
-    """Join account `absorb` to `keep`: its records, observations and outcomes move; it stays
-    behind, merged, with its own score history. Returns the accounts that changed."""
+    """Join account `absorb` to `keep` (a person's link: pinned). Returns the accounts that
+    changed."""
     if keep == absorb:
         raise LinkError("both name the same account")
     gone = session.get(Account, absorb)
     if gone is None or gone.merged_into is not None or session.get(Account, keep) is None:
         raise LinkError("one of the accounts no longer exists (merged already?)")
-    moving = {"account_id": keep, "review": None}
-    if pinned:
-        moving.update(pinned=True, linked_by="manual")
-    session.execute(
-        update(CrmRecord)
-        .where(CrmRecord.account_id == absorb, CrmRecord.home_account_id.is_(None))
-        .values(home_account_id=absorb)
-    )
-    session.execute(update(CrmRecord).where(CrmRecord.account_id == absorb).values(**moving))
-    _move_data(session, record_ids=None, src=absorb, dst=keep)
-    gone.merged_into, gone.deleted_at, gone.updated_at = keep, now, now
     session.flush()
-    return {keep} | refresh_accounts(session=session, ids=[keep], now=now, primary=primary)
+    return merge_accounts(
+        session=session, pairs={absorb: keep}, now=now, primary=primary, pinned=pinned
+    )
 
 
 def unlink(*, session: Session, record: CrmRecord, now: datetime, primary: str) -> Account:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from cli.demo import STEPS, DemoContext, run_demo
 from health.briefs import portfolio
 from health.db import session_scope
+from health.identity import to_review
 from health.models import Account, Score
 from health.scoring.model import load_model
 from health.settings import DEFAULT_MODEL_PATH
@@ -44,7 +45,11 @@ def test_demo_at_risk_accounts_are_the_declining_ones(tmp_path):
     assert top10["slow_decline"] + top10["sudden_shock"] >= 7, top10
     healthy_share = Counter(truth.values())["thriving"] / len(truth)
     assert risky["thriving"] / len(view.at_risk) < healthy_share / 2
-    assert len(accounts) == 160
+    assert len(accounts) == 160 + 1  # the sandbox's one duplicate HubSpot company stands apart
+    with session_scope(ctx.engine) as session:
+        assert len(to_review(session=session)) == 2  # ... and both claimants are up for review
+    linked = {r["linked_by"] for r in ctx_records(ctx)}
+    assert {"cross_ref", "domain"} <= linked  # the overlap between the two CRMs is linked
     assert n_scores >= 160 * 150  # scored day by day over the history
     printed = (tmp_path / "out.txt").read_text()
     for title, _ in STEPS:
@@ -53,3 +58,10 @@ def test_demo_at_risk_accounts_are_the_declining_ones(tmp_path):
     for source in ("salesforce", "hubspot", "zendesk", "usage"):
         assert source in printed  # synced through the sandbox APIs with the real clients
     assert {a.source for a in accounts} == {"salesforce", "hubspot"}
+
+
+def ctx_records(ctx) -> list[dict]:
+    from health.models import CrmRecord
+
+    with session_scope(ctx.engine) as session:
+        return [{"linked_by": r.linked_by} for r in session.exec(select(CrmRecord)).scalars()]

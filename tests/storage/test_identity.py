@@ -189,3 +189,32 @@ def test_linking_costs_a_fixed_number_of_statements_per_batch(engine):
     small, large = statements_for(50), statements_for(900)
     assert len(accounts(engine)) == 50 + 900  # every customer in all three: one account each
     assert large <= small + 6  # 18x the records, the same handful of statements
+
+
+def test_a_duplicate_arriving_later_puts_both_claimants_up_for_review(engine):
+    store(engine, "salesforce", accounts=[sf("001A", "Acme", "acme.com")])
+    store(engine, "hubspot", accounts=[hs("1", "Acme", "acme.com")])  # linked by domain
+    store(engine, "hubspot", accounts=[hs("2", "Acme Inc", "acme.com")])  # a duplicate
+    with session_scope(engine) as s:
+        review = sorted(r.external_id for r in to_review(session=s))
+    assert review == ["1", "2"]
+    assert set(accounts(engine)) == {("001A", "1"), ("2",)}  # shown, not undone
+
+
+def test_late_cross_references_merge_accounts_in_a_fixed_number_of_statements(engine):
+    def merged(n: int) -> int:
+        store(engine, "salesforce", accounts=[sf(f"001{n}x{i}", "S", None) for i in range(n)])
+        store(engine, "hubspot", accounts=[hs(f"9{n}x{i}", "H", None) for i in range(n)])
+        count = []
+        listener = lambda *args: count.append(1)  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:  # the CRM integration is switched on: every company now names its account
+            store(engine, "hubspot", accounts=[
+                hs(f"9{n}x{i}", "H", None, cross_ref=f"001{n}x{i}") for i in range(n)])  # fmt: skip
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return len(count)
+
+    small, large = merged(20), merged(400)
+    assert len(accounts(engine)) == 420  # every pair one account
+    assert large <= small + 4
