@@ -286,6 +286,9 @@ def merge_accounts(
     if pinned:
         moving.update(pinned=True, linked_by="manual")
     _each(session, CrmRecord, params, lambda t: t.c.account_id == src, **moving)
+    if pinned:  # a person decided: the kept account's own records are settled too
+        _each(session, CrmRecord, params, lambda t: t.c.account_id == dst, review=None,
+              pinned=True)  # fmt: skip
     for model in (Observation, Outcome, OutboxItem, CrmWrite):
         _each(session, model, params, lambda t: t.c.account_id == src, account_id=dst)
     _each(session, Account, params, lambda t: t.c.id == src,

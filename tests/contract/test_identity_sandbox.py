@@ -184,3 +184,36 @@ def test_a_portal_without_the_salesforce_integration_still_syncs(portfolio, layo
     finally:
         sf.stop()
         hs.stop()
+
+
+def test_a_person_links_the_duplicates_and_a_full_resync_keeps_it(
+    pg_engine, sandboxes, model, layout
+):
+    from health.db import session_scope
+    from health.models import SyncState
+    from workers.pipeline import link_accounts, run_once, unlink_record
+
+    sf, hs, zd, settings = sandboxes
+    run_once(pg_engine, settings, model)
+    with session_scope(pg_engine) as s:
+        first, second = sorted(r.external_id for r in to_review(session=s))
+    keep, _, scored = link_accounts(pg_engine, settings, model, first, second)
+    assert scored.scored == 1
+    with session_scope(pg_engine) as s:  # a full re-sync: every watermark forgotten
+        s.execute(SyncState.__table__.delete())
+    again = run_once(pg_engine, settings, model)
+    assert not again.failed
+    with Session(pg_engine) as s:
+        owners = set(
+            s.execute(
+                select(CrmRecord.account_id).where(CrmRecord.external_id.in_([first, second]))
+            ).scalars()
+        )
+        assert owners == {keep.id} and to_review(session=s) == []
+    home, _ = unlink_record(pg_engine, settings, model, f"hubspot:{second}")
+    run_once(pg_engine, settings, model)
+    with Session(pg_engine) as s:
+        owner = s.execute(
+            select(CrmRecord.account_id).where(CrmRecord.external_id == second)
+        ).scalar_one()
+    assert owner == home.id != keep.id  # and so does the unlink
