@@ -144,6 +144,11 @@ def load(url: str, n: int) -> None:
             f"SELECT id, id, {copied}, 'new', false, updated_at FROM account"
         )
         conn.execute("SELECT setval(pg_get_serial_sequence('crmrecord', 'id'), %s)", (n,))
+        conn.execute(  # steady state: the CRMs were written to before, so only changes queue
+            "INSERT INTO crmwrite (account_id, record_id, target, external_id, fingerprint, "
+            "written_at) SELECT id, id, source, external_id, '', updated_at FROM account "
+            "WHERE source IN ('salesforce', 'hubspot')"
+        )
         # bulk-load practice: the natural-key index is built once afterwards, the FK trigger
         # skipped (ids are valid by construction), rows written frozen
         conn.execute("ALTER TABLE observation DROP CONSTRAINT uq_observation_natural")

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from health.models import Account, CrmRecord, CrmWrite, OutboxItem, Score, ScoreChange
-from health.repo import bulk_upsert
+from health.repo import bulk_upsert, chunked
 from health.scoring.engine import AccountContext
 
 Progress = Callable[[int], None]  # called with the number of accounts just finished
@@ -139,25 +139,18 @@ def queue_writebacks(*, session: Session, items: list[dict]) -> None:
     the previous version."""
     if not items:
         return
-    accounts = {i["account_id"] for i in items}
-    newest = dict(
-        session.execute(
-            select(Score.account_id, func.max(Score.score_date))
-            .where(Score.account_id.in_(accounts))
-            .group_by(Score.account_id)
-        ).all()
-    )
-    written = set(
-        session.execute(
-            select(CrmWrite.record_id).where(CrmWrite.account_id.in_(accounts))
-        ).scalars()
-    )
+    newest = _newest_days(session, items)
+    unsent = [i["record_id"] for i in items if not i["changed"]]
+    written: set[int] = set()
+    for part in chunked(unsent, 5000):  # only unchanged scores need to know what the CRM has
+        q = select(CrmWrite.record_id).where(CrmWrite.record_id.in_(part))
+        written.update(session.execute(q).scalars())
     rows = [
         {k: v for k, v in i.items() if k not in ("score_date", "changed")}
         | {"attempts": 0, "next_attempt_at": None, "parked_at": None}
         | {"error_code": None, "last_error": None}
         for i in items
-        if newest.get(i["account_id"]) == i["score_date"]
+        if (newest is None or newest.get(i["account_id"]) == i["score_date"])
         and (i["changed"] or i["record_id"] not in written)
     ]
     if rows:
@@ -168,6 +161,25 @@ def queue_writebacks(*, session: Session, items: list[dict]) -> None:
             keys=("record_id",),
             update=[c for c in rows[0] if c != "record_id"],
         )
+
+
+def _newest_days(session: Session, items: list[dict]) -> dict[int, date] | None:
+    """Each account's newest score day, or None when no score is newer than these (the
+    usual rescore of today: one indexed probe instead of a grouped read)."""
+    days = {i["score_date"] for i in items}
+    later = select(Score.id).where(Score.score_date > max(days)).limit(1)
+    if len(days) == 1 and session.execute(later).first() is None:
+        return None
+    accounts = sorted({i["account_id"] for i in items})
+    newest: dict[int, date] = {}
+    for part in chunked(accounts):
+        q = (
+            select(Score.account_id, func.max(Score.score_date))
+            .where(Score.account_id.in_(part))
+            .group_by(Score.account_id)
+        )
+        newest.update(session.execute(q).all())
+    return newest
 
 
 def crm_records_of(

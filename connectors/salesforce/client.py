@@ -1,8 +1,9 @@
 """The one module that talks to Salesforce (simple-salesforce over a retrying requests.Session).
 
 - Retries: 429 (+ Retry-After), 5xx and timeouts are retried inside the HTTP session with
-  exponential backoff and jitter (bounded), so a lazily paged query survives a blip without
-  restarting; after that they surface as TransientConnectorError.
+  exponential backoff and jitter (bounded, waits of at most 10 s), so a lazily paged query
+  survives a blip without restarting; after that, or when Salesforce asks for a longer wait,
+  they surface as TransientConnectorError (with its Retry-After) for the task layer to retry.
 - Salesforce itself answers an exhausted daily allocation with 403 REQUEST_LIMIT_EXCEEDED (no
   429, no Retry-After): that is a TransientConnectorError at once (retrying now cannot help).
 - 401 INVALID_SESSION_ID -> AuthConnectorError naming SALESFORCE_ACCESS_TOKEN.
@@ -47,7 +48,7 @@ class RetryingSession(requests.Session):
         timeout: float = 60.0,
         max_retries: int = 4,
         backoff: float = 0.5,
-        max_sleep: float = 60.0,
+        max_sleep: float = 10.0,  # a short in-call retry: a longer Retry-After is the task's
         sleep: Callable[[float], None] = time.sleep,
     ):
         super().__init__()
