@@ -39,7 +39,12 @@ def explain(result: ScoreResult, *, name: str, model: ScoringModel) -> str:
     reasons = [model.hard_events[e].label for e in result.hard_events]
     told = {model.hard_events[e].signal for e in result.hard_events}
     reasons += [describe_driver(d) for d in result.drivers if d.signal not in told]
-    head = f"{name} is {TIER_LABELS[result.tier]} at {result.total:.0f} ({trend_phrase(result)})"
+    # the tier people are shown (held `hold_days`), so the sentence never contradicts the
+    # tier beside it; a tier not yet held is said as a trend
+    head = f"{name} is {TIER_LABELS[result.announced_tier]} at {result.total:.0f}"
+    head += f" ({trend_phrase(result)})"
+    if result.tier != result.announced_tier:
+        head += f", trending {TIER_LABELS[result.tier]}"
     sentence = f"{head}: {'; '.join(reasons)}." if reasons else f"{head}."
     stale = [c.label for c in result.components if c.stale or c.score is None]
     if result.confidence < 0.7 and stale:

@@ -280,3 +280,13 @@ def test_huge_metric_values_are_stored_as_they_are():
 
 def test_an_empty_batch_scores_nothing():
     assert score_many([], MODEL, accounts=[], priors=[], now=NOW) == []
+
+
+def test_the_sentence_names_the_tier_people_are_shown_during_a_hold():
+    result = score(HEALTHY, MODEL, account=ACME, prior=NEW, now=NOW)
+    held = result._replace(tier="at_risk", announced_tier="healthy")
+    sentence = explain(held, name="Acme", model=MODEL)
+    assert sentence.startswith("Acme is Healthy at ") and ", trending At risk" in sentence
+    settled = result._replace(tier="at_risk", announced_tier="at_risk")
+    assert explain(settled, name="Acme", model=MODEL).startswith("Acme is At risk at ")
+    assert "trending" not in explain(settled, name="Acme", model=MODEL)
