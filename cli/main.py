@@ -215,6 +215,21 @@ def accounts_unlink(
     out.print(f"{record} is now its own account: {home.name}.")
 
 
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port")] = 3000,
+) -> None:
+    """Run the Slack app: HTTP on PORT at /slack/events, or Socket Mode when SLACK_APP_TOKEN
+    is set (no public URL needed). Needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET."""
+    from bot.__main__ import main as serve_slack
+    from bot.app import SlackNotConfigured
+
+    try:
+        serve_slack(port)
+    except SlackNotConfigured as exc:
+        raise UserError(f"Slack is not configured: {exc}") from None
+
+
 @app.command("import")
 def import_file(
     kind: Annotated[str, typer.Argument(help="accounts, observations or outcomes")],

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from health.identity import records_of
-from health.models import Account, Outcome, Score, ScoreChange
+from health.models import Account, Outcome, Score, ScoreChange, SyncState
 from health.score_history import scores_as_of
 from health.scoring.model import TIERS, ScoringModel
 
@@ -107,6 +108,26 @@ def portfolio(*, session: Session, top: int = 10) -> Portfolio:
     )
     day = max((s.score_date for s in latest.values()), default=None)
     return Portfolio(day, tiers, risky[:top], unscored=len(accounts) - len(lines))
+
+
+def book(*, session: Session, owner: str) -> list[AccountLine]:
+    """A CSM's accounts (owner's email), scored, worst first."""
+    q = select(Account).where(Account.deleted_at.is_(None), func.lower(Account.owner) == owner)
+    accounts = session.exec(q).scalars().all()
+    latest = scores_as_of(session=session, ids=[a.id for a in accounts], lo=None, hi=None)
+    lines = [_line(a, latest[a.id]) for a in accounts if a.id in latest]
+    return sorted(lines, key=lambda x: (TIERS.index(x.tier) * -1, x.total))
+
+
+def nearest_names(*, session: Session, name: str, n: int = 3) -> list[str]:
+    """The account names closest to `name` (for "did you mean"), by similarity."""
+    names = session.execute(select(Account.name).where(Account.deleted_at.is_(None))).scalars()
+    return difflib.get_close_matches(name, list(names), n=n, cutoff=0.5)
+
+
+def freshness(*, session: Session) -> dict[str, datetime]:
+    """When each source last synced (what a brief's "data as of" line shows)."""
+    return dict(session.execute(select(SyncState.source, SyncState.updated_at)).all())
 
 
 def account_brief(*, session: Session, account: Account, model: ScoringModel) -> Brief | None:

@@ -1,0 +1,33 @@
+"""Buttons: pick one account of several, share a brief in the channel."""
+
+from __future__ import annotations
+
+import re
+
+from slack_bolt import App
+
+from bot.commands import brief_message
+from bot.context import BotContext
+from bot.ids import AccountValue, Action
+
+
+def register(app: App, ctx: BotContext) -> None:
+    @app.action(re.compile(f"^{Action.PICK_ACCOUNT}:"))
+    def handle_button_pick_account(ack, action, respond) -> None:
+        ack()
+        picked = AccountValue.model_validate_json(action["value"])
+        respond(replace_original=True, **brief_message(ctx, picked.account_id))
+
+    @app.action(Action.SHARE_BRIEF)
+    def handle_button_share_brief(ack, action, respond) -> None:
+        ack()
+        shared = AccountValue.model_validate_json(action["value"])
+        respond(
+            response_type="in_channel",
+            replace_original=False,
+            **brief_message(ctx, shared.account_id),
+        )
+
+    @app.action(Action.OPEN_IN_CRM)
+    def handle_button_open_in_crm(ack) -> None:
+        ack()  # a link button: the browser opens the CRM; Slack still expects an ack

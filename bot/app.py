@@ -1,0 +1,67 @@
+"""`build_app()`: the Bolt app, its listeners registered per module. No global app, nothing
+done at import; every Web API call goes through one client on SLACK_API_URL."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from sqlalchemy.engine import Engine
+
+from bot import actions, commands
+from bot.context import BotContext
+from health.db import get_engine
+from health.scoring.model import ScoringModel, load_model
+from health.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class SlackNotConfigured(ValueError):
+    """A Slack variable the bot cannot start without."""
+
+
+def web_client(settings: Settings) -> WebClient:
+    if settings.slack_bot_token is None:
+        raise SlackNotConfigured("set SLACK_BOT_TOKEN (the app's xoxb- bot token)")
+    client = WebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))  # Retry-After
+    return client
+
+
+def build_app(
+    settings: Settings,
+    *,
+    client: WebClient | None = None,
+    engine: Engine | None = None,
+    model: ScoringModel | None = None,
+) -> App:
+    if settings.slack_signing_secret is None:
+        raise SlackNotConfigured("set SLACK_SIGNING_SECRET (Basic Information → Signing Secret)")
+    app = App(
+        client=client or web_client(settings),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        process_before_response=False,  # ack() answers Slack; the work goes on after
+    )
+    ctx = BotContext(
+        engine=engine or get_engine(settings.database_url),
+        model=model or load_model(settings.healthbot_model),
+        salesforce_url=settings.salesforce_instance_url,
+    )
+    commands.register(app, ctx)
+    actions.register(app, ctx)
+
+    @app.error
+    def handle_error(error, body, respond) -> None:
+        log.error("slack listener failed: %s", type(error).__name__, exc_info=error)
+        if body.get("response_url"):
+            respond(
+                response_type="ephemeral",
+                text="Something went wrong on healthbot's side; the team has the details.",
+            )
+
+    return app

@@ -1,0 +1,72 @@
+"""`/health`: ack at once, then answer through the command's response_url (ephemeral).
+
+`/health ACCOUNT` a brief (several matches: a picker; none: the closest names), `/health`
+the caller's own book (matched by their Slack profile's email), `/health help`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from slack_bolt import App
+
+from bot import views
+from bot.context import BotContext
+from health.accounts import AccountLookupError, resolve_account
+from health.briefs import account_brief, book, freshness, nearest_names
+from health.db import session_scope
+
+log = logging.getLogger(__name__)
+
+
+def brief_message(ctx: BotContext, account_id: int) -> dict:
+    """The brief of one account as a message (blocks + fallback text)."""
+    now = datetime.now(UTC)
+    with session_scope(ctx.engine) as session:
+        from health.models import Account
+
+        account = session.get(Account, account_id)
+        brief = account_brief(session=session, account=account, model=ctx.model)
+        fresh = freshness(session=session)
+    if brief is None:
+        text = f"{views.esc(account.name)} has no score yet."
+        return {"text": text, "blocks": views.as_dicts(views.not_found_blocks(account.name, []))}
+    blocks = views.brief_blocks(
+        brief, today=now.date(), crm_url=ctx.crm_url(brief), freshness=fresh, now=now
+    )
+    return {"text": brief.line.reason, "blocks": views.as_dicts(blocks)}
+
+
+def answer(ctx: BotContext, text: str, user_id: str, client) -> dict:
+    """What `/health TEXT` shows `user_id`."""
+    query = text.strip()
+    if query.lower() == "help":
+        return {"text": views.HELP, "blocks": views.as_dicts(views.help_blocks())}
+    if not query:
+        email = client.users_info(user=user_id)["user"]["profile"].get("email") or ""
+        with session_scope(ctx.engine) as session:
+            lines = book(session=session, owner=email.lower())
+        blocks = views.book_blocks(email or "you", lines)
+        return {"text": f"Your book: {len(lines)} accounts", "blocks": views.as_dicts(blocks)}
+    with session_scope(ctx.engine) as session:
+        try:
+            account = resolve_account(session=session, query=query)
+        except AccountLookupError as exc:
+            if exc.candidates:
+                picks = [(a.id, a.name) for a in exc.candidates]
+                blocks = views.picker_blocks(query, picks)
+            else:
+                blocks = views.not_found_blocks(query, nearest_names(session=session, name=query))
+            return {"text": str(exc), "blocks": views.as_dicts(blocks)}
+        account_id = account.id
+    return brief_message(ctx, account_id)
+
+
+def register(app: App, ctx: BotContext) -> None:
+    @app.command("/health")
+    def handle_command_health(ack, command, respond, client) -> None:
+        ack()  # within Slack's 3 s; the answer follows through the response_url
+        respond(
+            response_type="ephemeral",
+            **answer(ctx, command.get("text", ""), command["user_id"], client),
+        )

@@ -1,0 +1,22 @@
+"""Typed Slack ids: every action_id and block_id the bot sends, and the values it carries."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+
+class Action(StrEnum):
+    PICK_ACCOUNT = "pick_account"  # a button of the "which account?" picker
+    SHARE_BRIEF = "share_brief"  # post the brief to the channel it was asked in
+    OPEN_IN_CRM = "open_in_crm"  # a link button: Slack still sends the click, acked
+
+
+class AccountValue(BaseModel):
+    """A button's `value` (<= 2,000 chars): which account it is about."""
+
+    account_id: int
+
+    def dump(self) -> str:
+        return self.model_dump_json()

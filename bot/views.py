@@ -1,0 +1,170 @@
+"""Block Kit for what the bot posts, built with slack_sdk.models from plain read models:
+pure, no client, no database. Every CRM text is escaped (an account named `<!channel>` pings
+no one); Slack's limits are the models' own checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.ids import AccountValue, Action
+from health.briefs import AccountLine, Brief
+from health.scoring.model import TIER_LABELS
+
+DOTS = {
+    "healthy": ":large_green_circle:",
+    "monitor": ":large_yellow_circle:",
+    "at_risk": ":large_orange_circle:",
+    "critical": ":red_circle:",
+}
+BARS = "▁▂▃▄▅▆▇█"
+MAX_LINES = 40  # accounts listed in one message, under Slack's 50 blocks
+
+
+def esc(text: object) -> str:
+    """Slack mrkdwn escaping: `&`, `<`, `>` (no mention, link or command from CRM text)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def money(value: float | None) -> str:
+    if value is None:
+        return "ARR —"
+    return f"ARR ${value / 1e6:.1f}M" if value >= 1e6 else f"ARR ${value / 1e3:.0f}k"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    pts = list(values)[-30:]
+    return "".join(BARS[min(7, max(0, int(v / 100 * 8)))] for v in pts)
+
+
+def trend(delta: float | None) -> str:
+    if delta is None:
+        return "first month"
+    if abs(delta) < 5:
+        return f"▶ steady ({delta:+.0f}) in 30 days"
+    return f"{'▲' if delta > 0 else '▼'} {abs(delta):.0f} in 30 days"
+
+
+def _md(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=text)
+
+
+def brief_blocks(
+    b: Brief, *, today: date, crm_url: str | None, freshness: dict[str, datetime], now: datetime
+) -> list[Block]:
+    line = b.line
+    facts = [
+        esc(line.segment.replace("_", "-").title()) if line.segment else "segment —",
+        f"owner {esc(line.owner)}" if line.owner else "no owner",
+        _renewal(b.renewal_date, today),
+        money(line.arr),
+    ]
+    head = (
+        f"{DOTS[b.announced_tier]} *{line.total:.0f} / 100 — {TIER_LABELS[b.announced_tier]}*"
+        f"   {trend(line.trend_30d)}   `{sparkline(b.history)}` ({len(b.history)} days)"
+    )
+    drivers = line.reason.partition("): ")[2] or line.reason
+    parts = [f"{c.label.split(' ')[0]} {c.score:.0f}" for c in b.components if c.score is not None]
+    parts.append(f"confidence {line.confidence:.0%}")
+    blocks: list[Block] = [
+        HeaderBlock(text=line.name[:150]),
+        ContextBlock(elements=[_md(" · ".join(facts))]),
+        SectionBlock(text=_md(head)),
+        SectionBlock(text=_md(f"> {esc(drivers)}"[:3000])),
+        ContextBlock(elements=[_md(" · ".join(parts))]),
+    ]
+    if len(b.records) > 1:
+        linked = " · ".join(f"{r['source']} {esc(r['id'])}" for r in b.records)
+        blocks.append(ContextBlock(elements=[_md(f"Linked records: {linked}")]))
+    if freshness:
+        ages = " · ".join(f"{src} {_age(now - at)}" for src, at in sorted(freshness.items()))
+        blocks.append(ContextBlock(elements=[_md(f"Data as of: {ages} ago")]))
+    buttons = []
+    if crm_url:
+        buttons.append(ButtonElement(text="Open in CRM", url=crm_url, action_id=Action.OPEN_IN_CRM))
+    value = AccountValue(account_id=line.account_id).dump()
+    buttons.append(
+        ButtonElement(text="Share in channel", action_id=Action.SHARE_BRIEF, value=value)
+    )
+    blocks.append(ActionsBlock(elements=buttons))
+    return blocks
+
+
+def _renewal(day: date | None, today: date) -> str:
+    if day is None:
+        return "renewal —"
+    return f"renewal {day:%d %b %Y} ({(day - today).days} days)"
+
+
+def _age(delta) -> str:
+    minutes = delta.total_seconds() / 60
+    if minutes < 90:
+        return f"{max(0, minutes):.0f} min"
+    return f"{minutes / 60:.0f} h" if minutes < 48 * 60 else f"{minutes / 1440:.0f} days"
+
+
+def picker_blocks(query: str, candidates: Sequence[tuple[int, str]]) -> list[Block]:
+    """Several accounts match: one button each (five at most)."""
+    shown = list(candidates)[:5]
+    more = len(candidates) - len(shown)
+    text = f"*{esc(query)}* matches {len(candidates)} accounts. Which one?"
+    if more:
+        text += f" ({more} more: be more specific)"
+    buttons = [
+        ButtonElement(
+            text=name[:75],
+            action_id=f"{Action.PICK_ACCOUNT}:{acc}",
+            value=AccountValue(account_id=acc).dump(),
+        )
+        for acc, name in shown
+    ]
+    return [SectionBlock(text=_md(text)), ActionsBlock(elements=buttons)]
+
+
+def not_found_blocks(query: str, closest: Sequence[str]) -> list[Block]:
+    text = f"No account matches *{esc(query)}*."
+    if closest:
+        text += " Did you mean " + ", ".join(f"*{esc(n)}*" for n in closest) + "?"
+    return [SectionBlock(text=_md(text))]
+
+
+def book_blocks(owner: str, lines: Sequence[AccountLine]) -> list[Block]:
+    if not lines:
+        return [SectionBlock(text=_md(f"No scored account has {esc(owner)} as its owner."))]
+    rows = [
+        f"{DOTS[x.tier]} *{esc(x.name)}* {x.total:.0f} · {trend(x.trend_30d)} · {money(x.arr)}"
+        for x in lines[:MAX_LINES]
+    ]
+    blocks: list[Block] = [HeaderBlock(text=f"Your book: {len(lines)} accounts")]
+    for k in range(0, len(rows), 10):
+        blocks.append(SectionBlock(text=_md("\n".join(rows[k : k + 10]))))
+    if len(lines) > MAX_LINES:
+        more = len(lines) - MAX_LINES
+        blocks.append(ContextBlock(elements=[_md(f"and {more} more: `/health NAME` for one")]))
+    return blocks
+
+
+HELP = (
+    "*/health ACCOUNT* — the account's health brief: score, tier and trend, why, components, "
+    "renewal and ARR, linked records and how fresh the data is. ACCOUNT is a name, domain or "
+    "CRM id; several matches give a picker.\n*/health* — your own book, worst first.\n"
+    "*/health help* — this."
+)
+
+
+def help_blocks() -> list[Block]:
+    return [SectionBlock(text=_md(HELP))]
+
+
+def as_dicts(blocks: Sequence[Block]) -> list[dict]:
+    return [b.to_dict() for b in blocks]
