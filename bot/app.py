@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from sqlalchemy.engine import Engine
 
-from bot import actions, commands
+from bot import actions, commands, modals
 from bot.context import BotContext
 from health.db import get_engine
 from health.scoring.model import ScoringModel, load_model
@@ -54,6 +54,7 @@ def build_app(
     )
     commands.register(app, ctx)
     actions.register(app, ctx)
+    modals.register(app, ctx)
 
     @app.error
     def handle_error(error, body, respond) -> None:

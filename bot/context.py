@@ -16,6 +16,8 @@ class BotContext:
     engine: Engine
     model: ScoringModel
     salesforce_url: str | None = None  # the org's instance URL, for "Open in CRM"
+    # the CRMs a changed score is queued for (the writeback flushes the configured ones)
+    crm_targets: tuple[str, ...] = ("salesforce", "hubspot")
 
     def crm_url(self, brief: Brief) -> str | None:
         for r in brief.records:

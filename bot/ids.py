@@ -11,6 +11,20 @@ class Action(StrEnum):
     PICK_ACCOUNT = "pick_account"  # a button of the "which account?" picker
     SHARE_BRIEF = "share_brief"  # post the brief to the channel it was asked in
     OPEN_IN_CRM = "open_in_crm"  # a link button: Slack still sends the click, acked
+    LOG_SENTIMENT = "log_sentiment"  # opens the sentiment form
+
+
+class View(StrEnum):
+    SENTIMENT = "sentiment_form"  # callback_id of the sentiment modal
+
+
+class Field(StrEnum):
+    """block_id of each input of the sentiment form (its action_id is the same)."""
+
+    RATING = "rating"
+    DIRECTION = "direction"
+    FLAGS = "flags"
+    NOTE = "note"
 
 
 class AccountValue(BaseModel):

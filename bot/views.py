@@ -11,15 +11,24 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    CheckboxesElement,
     ContextBlock,
     HeaderBlock,
+    InputBlock,
     MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    RadioButtonsElement,
     SectionBlock,
+    StaticSelectElement,
 )
+from slack_sdk.models.views import View
 
-from bot.ids import AccountValue, Action
+from bot.ids import AccountValue, Action, Field
+from bot.ids import View as ViewId
 from health.briefs import AccountLine, Brief
 from health.scoring.model import TIER_LABELS
+from health.sentiment import DIRECTIONS, FLAGS, NOTE_MAX
 
 DOTS = {
     "healthy": ":large_green_circle:",
@@ -93,6 +102,7 @@ def brief_blocks(
     if crm_url:
         buttons.append(ButtonElement(text="Open in CRM", url=crm_url, action_id=Action.OPEN_IN_CRM))
     value = AccountValue(account_id=line.account_id).dump()
+    buttons.append(ButtonElement(text="Log sentiment", action_id=Action.LOG_SENTIMENT, value=value))
     buttons.append(
         ButtonElement(text="Share in channel", action_id=Action.SHARE_BRIEF, value=value)
     )
@@ -168,3 +178,55 @@ def help_blocks() -> list[Block]:
 
 def as_dicts(blocks: Sequence[Block]) -> list[dict]:
     return [b.to_dict() for b in blocks]
+
+
+def sentiment_modal(account_id: int, name: str) -> View:
+    """The sentiment form: a 1-5 rating, direction, flags and a note, for one account."""
+    ratings = ["1 · very worried", "2 · worried", "3 · neutral", "4 · confident",
+               "5 · very confident"]  # fmt: skip
+    return View(
+        type="modal",
+        callback_id=ViewId.SENTIMENT,
+        title="Log sentiment",
+        submit="Save",
+        close="Cancel",
+        private_metadata=AccountValue(account_id=account_id).dump(),
+        blocks=[
+            SectionBlock(text=_md(f"How is *{esc(name)}* doing, in your judgement?")),
+            InputBlock(
+                block_id=Field.RATING,
+                label="Rating",
+                element=StaticSelectElement(
+                    action_id=Field.RATING,
+                    placeholder="1 to 5",
+                    options=[Option(value=str(k), label=t) for k, t in enumerate(ratings, 1)],
+                ),
+            ),
+            InputBlock(
+                block_id=Field.DIRECTION,
+                label="Direction",
+                optional=True,
+                element=RadioButtonsElement(
+                    action_id=Field.DIRECTION,
+                    options=[Option(value=d, label=d.title()) for d in DIRECTIONS],
+                ),
+            ),
+            InputBlock(
+                block_id=Field.FLAGS,
+                label="Flags",
+                optional=True,
+                element=CheckboxesElement(
+                    action_id=Field.FLAGS,
+                    options=[Option(value=k, label=v) for k, v in FLAGS.items()],
+                ),
+            ),
+            InputBlock(
+                block_id=Field.NOTE,
+                label="Note",
+                optional=True,
+                element=PlainTextInputElement(
+                    action_id=Field.NOTE, multiline=True, max_length=NOTE_MAX
+                ),  # fmt: skip
+            ),
+        ],
+    )

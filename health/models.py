@@ -169,9 +169,13 @@ class ScoreChange(SQLModel, table=True):
 
 
 class SentimentEntry(SQLModel, table=True):
+    """A CSM's structured read of an account: it feeds the score (capped), never overrides it."""
+
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True)
     rating: int  # 1-5
+    direction: str | None = Field(default=None, max_length=16)  # improving / steady / declining
+    flags: list | None = json_column()  # champion_left, exec_sponsor_engaged, competitor, budget
     note: str = ""
     author: str = Field(max_length=64)  # slack_user_id or email
     created_at: datetime = utc_column()

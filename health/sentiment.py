@@ -1,0 +1,84 @@
+"""A CSM's sentiment: validated, stored with who and when, and fed to the score as the
+`csm_sentiment` signal (capped by the model: it informs, never overrides); a departed champion
+flagged here is a `champion_left` event like the CRM's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from health.identity import records_of
+from health.models import Account, Observation, SentimentEntry
+from health.repo import upsert
+
+SOURCE = "slack"
+DIRECTIONS = ("improving", "steady", "declining")
+FLAGS = {
+    "champion_left": "The champion left",
+    "exec_sponsor_engaged": "Executive sponsor engaged",
+    "competitor": "A competitor is in play",
+    "budget_risk": "Budget at risk",
+}
+NOTE_MAX = 2000
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    rating: int
+    direction: str | None = None
+    flags: tuple[str, ...] = ()
+    note: str = ""
+
+
+def parse(rating: str | None, direction: str | None, flags, note: str | None):
+    """(Sentiment, {}) or (None, {field: what is wrong}): the form's input, checked."""
+    errors = {}
+    if rating not in {"1", "2", "3", "4", "5"}:
+        errors["rating"] = "Pick a rating from 1 (very worried) to 5 (very confident)."
+    if direction is not None and direction not in DIRECTIONS:
+        errors["direction"] = f"Direction is one of {', '.join(DIRECTIONS)}."
+    unknown = [f for f in flags or () if f not in FLAGS]
+    if unknown:
+        errors["flags"] = f"Unknown flags: {', '.join(unknown)}."
+    if len(note or "") > NOTE_MAX:
+        errors["note"] = f"Keep the note under {NOTE_MAX} characters."
+    if errors:
+        return None, errors
+    return Sentiment(int(rating), direction, tuple(flags or ()), (note or "").strip()), {}
+
+
+def record_sentiment(
+    *, session: Session, account_id: int, entry: Sentiment, author: str, now: datetime
+) -> None:
+    """Store the entry and its signals (on the account's leading record, source `slack`)."""
+    account = session.get(Account, account_id)
+    if account is None or account.deleted_at is not None:
+        raise LookupError(f"account {account_id} no longer exists")
+    session.add(
+        SentimentEntry(
+            account_id=account_id,
+            rating=entry.rating,
+            direction=entry.direction,
+            flags=list(entry.flags),
+            note=entry.note,
+            author=author,
+            created_at=now,
+        )
+    )
+    records = records_of(session=session, account_ids=[account_id])[account_id]
+    lead = next(
+        (r for r in records if (r.source, r.external_id) == (account.source, account.external_id)),
+        records[0],
+    )
+    signals = {"csm_sentiment": float(entry.rating)}
+    if "champion_left" in entry.flags:
+        signals["champion_left"] = 1.0
+    rows = [
+        {"account_id": account_id, "record_id": lead.id, "signal": sig, "observed_at": now,
+         "value": value, "source": SOURCE}
+        for sig, value in signals.items()
+    ]  # fmt: skip
+    upsert(session, Observation, rows, keys=("record_id", "signal", "observed_at", "source"),
+           update=("value",))  # fmt: skip
