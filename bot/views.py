@@ -4,8 +4,10 @@ no one); Slack's limits are the models' own checks."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import date, datetime
+from urllib.parse import quote
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -229,4 +231,11 @@ def sentiment_modal(account_id: int, name: str) -> View:
                 ),  # fmt: skip
             ),
         ],
+    )
+
+
+def block_kit_builder_url(blocks: Sequence[Block]) -> str:
+    """A link that opens these blocks in Slack's Block Kit Builder, as Slack would show them."""
+    return "https://app.slack.com/block-kit-builder/#" + quote(
+        json.dumps({"blocks": as_dicts(blocks)}, separators=(",", ":"))
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -120,6 +120,24 @@ def crm_page(ctx: DemoContext) -> None:
         show_crm_fields(ctx, ctx.shown_account)
 
 
+def slack_brief(ctx: DemoContext) -> None:
+    """The same brief as `/health` posts it: a Block Kit Builder link shows it as Slack would."""
+    if ctx.shown_account is None:
+        return
+    from bot import views
+    from health.briefs import account_brief, freshness
+
+    with session_scope(ctx.engine) as session:
+        account = session.get(Account, ctx.shown_account.id)
+        brief = account_brief(session=session, account=account, model=ctx.model)
+        fresh = freshness(session=session)
+    now = datetime.combine(ctx.end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    blocks = views.brief_blocks(brief, today=ctx.end, crm_url=None, freshness=fresh, now=now)
+    link = views.block_kit_builder_url(blocks)
+    ctx.console.print(f"  `/health {account.name}` answers with {len(blocks)} blocks; see them:")
+    ctx.console.print(f"  {link}", soft_wrap=True, highlight=False)
+
+
 def where_data_lives(ctx: DemoContext) -> None:
     url = f"sqlite:///{ctx.db_path}"
     ctx.console.print(
@@ -138,6 +156,7 @@ STEPS: list[tuple[str, DemoStep]] = [
     ("Your portfolio", show_portfolio),
     ("One pass of the pipeline (`healthbot run`): scores onto the CRM pages", write_to_crms),
     ("What the account page shows in the CRM", crm_page),
+    ("The same brief in Slack (`/health`)", slack_brief),
     ("Where the data lives", where_data_lives),
 ]
 
