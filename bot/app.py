@@ -7,30 +7,16 @@ import logging
 
 from slack_bolt import App
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from sqlalchemy.engine import Engine
 
 from bot import actions, commands, modals
 from bot.context import BotContext
+from bot.delivery import SlackNotConfigured, web_client
 from health.db import get_engine
 from health.scoring.model import ScoringModel, load_model
 from health.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class SlackNotConfigured(ValueError):
-    """A Slack variable the bot cannot start without."""
-
-
-def web_client(settings: Settings) -> WebClient:
-    if settings.slack_bot_token is None:
-        raise SlackNotConfigured("set SLACK_BOT_TOKEN (the app's xoxb- bot token)")
-    client = WebClient(
-        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
-    )
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))  # Retry-After
-    return client
 
 
 def build_app(

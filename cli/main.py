@@ -222,7 +222,7 @@ def serve(
     """Run the Slack app: HTTP on PORT at /slack/events, or Socket Mode when SLACK_APP_TOKEN
     is set (no public URL needed). Needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET."""
     from bot.__main__ import main as serve_slack
-    from bot.app import SlackNotConfigured
+    from bot.delivery import SlackNotConfigured
 
     try:
         serve_slack(port)

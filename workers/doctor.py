@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from bot.delivery import SlackApiError, whoami
 from connectors import registry
 from connectors.base import (
     AuthConnectorError,
@@ -284,9 +285,21 @@ def _fields_result(what: str, wanted: list[str], missing: list[str]) -> str:
 
 
 def check_slack(settings: Settings) -> Check | None:
+    """With SLACK_BOT_TOKEN set: the token works (auth.test) and the signing secret is set."""
     if settings.slack_bot_token is None:
         return None
-    return Check("slack", None, "SLACK_BOT_TOKEN is set; Slack is not part of this version yet")
+    if settings.slack_signing_secret is None:
+        return Check("slack", False, "SLACK_SIGNING_SECRET is not set",
+                     "set it from the app's Basic Information → Signing Secret")  # fmt: skip
+    try:
+        return Check("slack", True, whoami(settings))
+    except SlackApiError as exc:
+        error = exc.response.get("error", "error")
+        return Check("slack", False, f"Slack refused the token: {error}",
+                     "set SLACK_BOT_TOKEN to the app's Bot User OAuth Token (xoxb-…)")  # fmt: skip
+    except OSError as exc:  # unreachable SLACK_API_URL
+        return Check("slack", False, f"Slack did not answer at {settings.slack_api_url}: {exc}",
+                     "check SLACK_API_URL and the network")  # fmt: skip
 
 
 # -- helpers -------------------------------------------------------------------------------

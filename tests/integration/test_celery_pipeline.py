@@ -189,9 +189,11 @@ def test_beat_syncs_scores_and_writes_back_and_a_change_reaches_the_crm(
         p.beat()
         wait_for(
             "every account scored, every score on its CRM and settled in the outbox",
-            lambda: count(pg_engine, Score) >= 35
-            and every_score_shown(pg_engine, sf, hs)
-            and count(pg_engine, OutboxItem) == 0,
+            lambda: (
+                count(pg_engine, Score) >= 35
+                and every_score_shown(pg_engine, sf, hs)
+                and count(pg_engine, OutboxItem) == 0
+            ),
             p,
         )
         assert count(pg_engine, TaskFailure) == 0

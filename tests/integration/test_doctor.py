@@ -215,10 +215,16 @@ def test_usage_from_a_database_reads_the_columns_only(good, postgres_url, query,
     assert line.ok is ok and says in line.detail, line
 
 
-def test_slack_token_is_an_information_line(good):
-    checks = run_checks(good.model_copy(update={"slack_bot_token": SecretStr("xoxb-1")}))
-    assert by_part(checks)["slack"].ok is None
-    assert failed(checks) == []
+def test_slack_token_is_checked_against_slack(good):
+    from connectors.sandbox.slack_api import TOKEN, start_slack_sandbox
+
+    with start_slack_sandbox() as fake:
+        slack = {"slack_api_url": fake.url, "slack_signing_secret": SecretStr("s")}
+        ok = run_checks(good.model_copy(update={**slack, "slack_bot_token": SecretStr(TOKEN)}))
+        assert by_part(ok)["slack"].ok is True and "T0SANDBOX" in by_part(ok)["slack"].detail
+        bad = run_checks(good.model_copy(update={**slack, "slack_bot_token": SecretStr("xoxb-1")}))
+        assert by_part(bad)["slack"].ok is False and "invalid_auth" in by_part(bad)["slack"].detail
+        assert "SLACK_BOT_TOKEN" in by_part(bad)["slack"].fix
     assert "slack" not in by_part(run_checks(good))
 
 
