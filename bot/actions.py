@@ -18,6 +18,12 @@ def register(app: App, ctx: BotContext) -> None:
         picked = AccountValue.model_validate_json(action["value"])
         respond(replace_original=True, **brief_message(ctx, picked.account_id))
 
+    @app.action(re.compile(f"^{Action.SHOW_BRIEF}:"))
+    def handle_button_show_brief(ack, action, respond) -> None:
+        ack()
+        shown = AccountValue.model_validate_json(action["value"])
+        respond(replace_original=False, **brief_message(ctx, shown.account_id))
+
     @app.action(Action.SHARE_BRIEF)
     def handle_button_share_brief(ack, action, respond) -> None:
         ack()

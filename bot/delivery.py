@@ -32,4 +32,21 @@ def whoami(settings: Settings) -> str:
     return f"authenticated as {answer.get('user_id') or 'the bot'} on team {answer.get('team_id')}"
 
 
-__all__ = ["SlackApiError", "SlackNotConfigured", "web_client", "whoami"]
+def lookup(client: WebClient, email: str) -> tuple[str | None, str]:
+    """(Slack user id, time zone) of the person with this email; (None, "UTC") when the
+    workspace has no such person."""
+    try:
+        user = client.users_lookupByEmail(email=email)["user"]
+    except SlackApiError as exc:
+        if exc.response.get("error") == "users_not_found":
+            return None, "UTC"
+        raise
+    return user["id"], user.get("tz") or "UTC"
+
+
+def post(client: WebClient, channel: str, text: str, blocks: list[dict]) -> str:
+    """Post a message (a user id as channel: a DM from the app); returns its ts."""
+    return client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"]
+
+
+__all__ = ["SlackApiError", "SlackNotConfigured", "lookup", "post", "web_client", "whoami"]

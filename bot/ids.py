@@ -12,6 +12,7 @@ class Action(StrEnum):
     SHARE_BRIEF = "share_brief"  # post the brief to the channel it was asked in
     OPEN_IN_CRM = "open_in_crm"  # a link button: Slack still sends the click, acked
     LOG_SENTIMENT = "log_sentiment"  # opens the sentiment form
+    SHOW_BRIEF = "show_brief"  # a digest line's Brief button
 
 
 class View(StrEnum):

@@ -4,6 +4,7 @@ CSM gets a DM with the new score."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from slack_bolt import App
@@ -33,7 +34,7 @@ def form_input(state: dict) -> tuple:
 
 
 def register(app: App, ctx: BotContext) -> None:
-    @app.action(Action.LOG_SENTIMENT)
+    @app.action(re.compile(f"^{Action.LOG_SENTIMENT}(:|$)"))
     def handle_button_log_sentiment(ack, action, body, client) -> None:
         ack()
         account = AccountValue.model_validate_json(action["value"])

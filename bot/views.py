@@ -239,3 +239,48 @@ def block_kit_builder_url(blocks: Sequence[Block]) -> str:
     return "https://app.slack.com/block-kit-builder/#" + quote(
         json.dumps({"blocks": as_dicts(blocks)}, separators=(",", ":"))
     )
+
+
+MAX_DIGEST = 20  # accounts in one digest: two blocks each, under Slack's 50
+
+
+def digest_blocks(lines: Sequence[AccountLine], *, day: date, renewals: dict) -> list[Block]:
+    """A CSM's morning digest: the accounts that need attention, worst ARR at stake first,
+    each with score, change, why, renewal, and Brief / Log sentiment buttons."""
+    shown = list(lines)[:MAX_DIGEST]
+    blocks: list[Block] = [
+        HeaderBlock(text=f"{len(lines)} accounts need you today"),
+        ContextBlock(elements=[_md(f"{day:%A %d %B} · at risk, critical or falling 10+ points")]),
+    ]
+    for x in shown:
+        drivers = x.reason.partition("): ")[2] or x.reason
+        renewal = _renewal(renewals.get(x.account_id), day)
+        head = (
+            f"{DOTS[x.tier]} *{esc(x.name)}* {x.total:.0f} — {TIER_LABELS[x.tier]} · "
+            f"{trend(x.trend_30d)} · {renewal} · {money(x.arr)}\n> {esc(drivers)}"
+        )
+        value = AccountValue(account_id=x.account_id).dump()
+        blocks.append(SectionBlock(text=_md(head[:3000])))
+        blocks.append(ActionsBlock(elements=[
+            ButtonElement(text="Brief", action_id=f"{Action.SHOW_BRIEF}:{x.account_id}",
+                          value=value),
+            ButtonElement(text="Log sentiment", action_id=f"{Action.LOG_SENTIMENT}:{x.account_id}",
+                          value=value),
+        ]))  # fmt: skip
+    if len(lines) > len(shown):
+        more = len(lines) - len(shown)
+        blocks.append(ContextBlock(elements=[_md(f"and {more} more: `/health` lists your book")]))
+    return blocks
+
+
+def rollup_blocks(by_owner: dict[str, Sequence[AccountLine]], *, day: date) -> list[Block]:
+    """The managers' roll-up: per CSM, how many accounts need attention and the ARR at stake."""
+    rows = sorted(by_owner.items(), key=lambda kv: -sum(x.arr or 0 for x in kv[1]))
+    text = "\n".join(
+        f"*{esc(owner)}*: {len(lines)} accounts · {money(sum(x.arr or 0 for x in lines))} at stake"
+        for owner, lines in rows[:40]
+    )
+    return [
+        HeaderBlock(text=f"Accounts needing attention · {day:%d %b}"),
+        SectionBlock(text=_md(text[:3000] or "No account needs attention today.")),
+    ]

@@ -76,7 +76,7 @@ class Brief:
         return asdict(self)
 
 
-def _line(a: Account, s: Score) -> AccountLine:
+def account_line(a: Account, s: Score) -> AccountLine:
     return AccountLine(
         a.id,
         a.name,
@@ -95,7 +95,7 @@ def _line(a: Account, s: Score) -> AccountLine:
 def portfolio(*, session: Session, top: int = 10) -> Portfolio:
     latest = scores_as_of(session=session, ids=None, lo=None, hi=None)
     accounts = session.exec(select(Account).where(Account.deleted_at.is_(None))).scalars().all()
-    lines = [_line(a, latest[a.id]) for a in accounts if a.id in latest]
+    lines = [account_line(a, latest[a.id]) for a in accounts if a.id in latest]
     tiers = [
         TierSummary(
             t, sum(1 for x in lines if x.tier == t), sum(x.arr or 0 for x in lines if x.tier == t)
@@ -115,7 +115,7 @@ def book(*, session: Session, owner: str) -> list[AccountLine]:
     q = select(Account).where(Account.deleted_at.is_(None), func.lower(Account.owner) == owner)
     accounts = session.exec(q).scalars().all()
     latest = scores_as_of(session=session, ids=[a.id for a in accounts], lo=None, hi=None)
-    lines = [_line(a, latest[a.id]) for a in accounts if a.id in latest]
+    lines = [account_line(a, latest[a.id]) for a in accounts if a.id in latest]
     return sorted(lines, key=lambda x: (TIERS.index(x.tier) * -1, x.total))
 
 
@@ -186,7 +186,7 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
         .all()
     )
     return Brief(
-        line=_line(account, s),
+        line=account_line(account, s),
         announced_tier=s.announced_tier,
         pending_tier=s.tier if s.tier != s.announced_tier else None,
         trend_90d=s.trend_90d,

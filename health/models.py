@@ -266,3 +266,26 @@ class TaskFailure(SQLModel, table=True):
     args: str = ""
     reason: str
     failed_at: datetime = utc_column()
+
+
+class SlackUser(SQLModel, table=True):
+    """A CRM owner's Slack user (users.lookupByEmail), cached: time zone for the digest."""
+
+    email: str = Field(primary_key=True, max_length=255)  # lower-cased
+    slack_user_id: str | None = Field(default=None, max_length=32)  # None: not in Slack
+    tz: str = Field(default="UTC", max_length=64)
+    checked_at: datetime = utc_column()
+
+
+class DigestSent(SQLModel, table=True):
+    """One digest per recipient and local day: claimed before it is posted, so two beat
+    firings never send it twice; a failed post gives the claim back."""
+
+    __table_args__ = (UniqueConstraint("recipient", "day", name="uq_digest_recipient_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    recipient: str = Field(max_length=64)  # a Slack user id, or channel:<id> for the roll-up
+    day: date
+    sent_at: datetime = utc_column()
+    channel: str | None = Field(default=None, max_length=32)
+    ts: str | None = Field(default=None, max_length=32)

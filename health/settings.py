@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    slack_digest_channel: str | None = None  # the managers' roll-up of the daily digest
 
     salesforce_instance_url: str | None = None
     salesforce_access_token: SecretStr | None = None

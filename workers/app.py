@@ -27,6 +27,7 @@ ROUTES = {
     "healthbot.start_rescore_all": {"queue": "score"},
     "healthbot.flush_crm": {"queue": "writeback"},
     "healthbot.start_flush_all": {"queue": "writeback"},
+    "healthbot.send_digests": {"queue": "notify"},
 }
 
 
@@ -47,6 +48,11 @@ def beat_schedule(settings: Settings) -> dict:
         schedule["writeback-sweep"] = {
             "task": "healthbot.start_flush_all",
             "schedule": timedelta(seconds=settings.writeback_every_seconds),
+        }
+    if settings.slack_bot_token is not None:
+        schedule["slack-digests"] = {
+            "task": "healthbot.send_digests",
+            "schedule": crontab(minute="*/15"),  # 09:00 arrives in some time zone every 15 min
         }
     schedule["rescore-daily"] = {
         "task": "healthbot.start_rescore_all",

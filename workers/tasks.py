@@ -151,3 +151,13 @@ def start_flush_all(self) -> list[str]:
     for name in names:
         flush_crm.delay(name)
     return names
+
+
+@task("send_digests")
+def send_digests(self) -> dict:
+    """Beat, every 15 minutes: the digests whose 09:00 has come (each once a day)."""
+    from workers.digests import send_digests as send
+
+    engine, settings = context()
+    report = send(engine, settings, now=utcnow())
+    return {"sent": report.sent, "failed": report.failed, "waiting": report.waiting}
