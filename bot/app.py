@@ -37,6 +37,7 @@ def build_app(
         engine=engine or get_engine(settings.database_url),
         model=model or load_model(settings.healthbot_model),
         salesforce_url=settings.salesforce_instance_url,
+        managers=tuple(settings.slack_managers),
     )
     commands.register(app, ctx)
     actions.register(app, ctx)

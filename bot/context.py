@@ -18,6 +18,7 @@ class BotContext:
     salesforce_url: str | None = None  # the org's instance URL, for "Open in CRM"
     # the CRMs a changed score is queued for (the writeback flushes the configured ones)
     crm_targets: tuple[str, ...] = ("salesforce", "hubspot")
+    managers: tuple[str, ...] = ()  # CS managers' emails (SLACK_MANAGERS)
 
     def crm_url(self, brief: Brief) -> str | None:
         for r in brief.records:

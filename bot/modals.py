@@ -17,7 +17,7 @@ from health.db import session_scope
 from health.models import Account
 from health.rescore import rescore
 from health.score_history import scores_as_of
-from health.sentiment import parse, record_sentiment
+from health.sentiment import may_log, parse, record_sentiment
 
 
 def form_input(state: dict) -> tuple:
@@ -34,13 +34,23 @@ def form_input(state: dict) -> tuple:
 
 
 def register(app: App, ctx: BotContext) -> None:
-    @app.action(re.compile(f"^{Action.LOG_SENTIMENT}(:|$)"))
-    def handle_button_log_sentiment(ack, action, body, client) -> None:
-        ack()
-        account = AccountValue.model_validate_json(action["value"])
+    def allowed(client, user: str, account_id: int) -> tuple[bool, Account]:
+        email = client.users_info(user=user)["user"]["profile"].get("email")
         with session_scope(ctx.engine) as session:
-            name = session.get(Account, account.account_id).name
-        modal = views.sentiment_modal(account.account_id, name)
+            account = session.get(Account, account_id)
+        return may_log(email, owner=account.owner, managers=ctx.managers), account
+
+    @app.action(re.compile(f"^{Action.LOG_SENTIMENT}(:|$)"))
+    def handle_button_log_sentiment(ack, action, body, client, respond) -> None:
+        ack()
+        account_id = AccountValue.model_validate_json(action["value"]).account_id
+        ok, account = allowed(client, body["user"]["id"], account_id)
+        if not ok:
+            respond(response_type="ephemeral", replace_original=False, text=(
+                f"Only {views.esc(account.owner or 'the account owner')} or a CS manager can "
+                f"log sentiment for {views.esc(account.name)}."))  # fmt: skip
+            return
+        modal = views.sentiment_modal(account_id, account.name)
         client.views_open(trigger_id=body["trigger_id"], view=modal.to_dict())
 
     @app.view(ViewId.SENTIMENT)
@@ -49,9 +59,12 @@ def register(app: App, ctx: BotContext) -> None:
         if errors:
             ack(response_action="errors", errors=errors)
             return
-        ack()
         account_id = AccountValue.model_validate_json(view["private_metadata"]).account_id
         user = body["user"]["id"]
+        if not allowed(client, user, account_id)[0]:  # a forged or forwarded form
+            ack(response_action="errors", errors={"rating": "You may not log sentiment here."})
+            return
+        ack()
         now = datetime.now(UTC)
         with session_scope(ctx.engine) as session:
             record_sentiment(session=session, account_id=account_id, entry=entry, author=user,

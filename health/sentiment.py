@@ -32,6 +32,14 @@ class Sentiment:
     note: str = ""
 
 
+def may_log(email: str | None, *, owner: str | None, managers) -> bool:
+    """Who may log sentiment for an account: its owner and the CS managers."""
+    email = (email or "").strip().lower()
+    return bool(email) and (
+        email == (owner or "").lower() or email in {m.lower() for m in managers}
+    )
+
+
 def parse(rating: str | None, direction: str | None, flags, note: str | None):
     """(Sentiment, {}) or (None, {field: what is wrong}): the form's input, checked."""
     errors = {}

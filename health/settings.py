@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_digest_channel: str | None = None  # the managers' roll-up of the daily digest
+    slack_managers: list[str] = []  # CS managers' emails: may log sentiment for any account
 
     salesforce_instance_url: str | None = None
     salesforce_access_token: SecretStr | None = None

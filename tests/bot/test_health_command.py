@@ -169,3 +169,17 @@ def test_forged_and_stale_requests_get_401_and_do_nothing(slack):
     time.sleep(0.5)
     assert fake.responses[rid] == [] and fake.responses[rid2] == []
     assert fake.calls == [c for c in fake.calls if c.method == "auth.test"]
+
+
+def test_tokens_never_reach_the_logs(slack, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    fake, url = slack
+    for text in ("acme corp", "acme", "", "nope"):
+        _, _, rid = command(fake, url, text)
+        answer(fake, rid)
+    command(fake, url, "acme corp", secret="forged")
+    logged = caplog.text
+    assert logged  # slack_sdk and Bolt did log at DEBUG
+    assert TOKEN not in logged and SECRET not in logged

@@ -93,3 +93,26 @@ def test_log_sentiment_from_the_brief(slack, pg_engine):  # noqa: F811
     assert signals == {"csm_sentiment": 1.0, "champion_left": 1.0}
     assert "champion_left" in now.hard_events and now.total < before[entry.account_id]
     assert entry.account_id in queued  # the new score goes to the CRM
+
+
+def test_only_the_owner_or_a_manager_may_log_sentiment(slack):  # noqa: F811
+    fake, url = slack
+    _, _, rid = command(fake, url, "acme corp", user="U2")  # anyone may read the brief ...
+    (brief,) = answer(fake, rid)
+    button = next(e for b in brief["blocks"] if b["type"] == "actions" for e in b["elements"]
+                  if e["text"]["text"] == "Log sentiment")  # fmt: skip
+    rid2 = fake.response_url()
+    click = {
+        "type": "block_actions", "user": {"id": "U2"}, "team": {"id": "T0SANDBOX"},
+        "api_app_id": "A1", "trigger_id": "1.2.abc", "container": {"type": "message"},
+        "channel": {"id": "C1"}, "response_url": rid2,
+        "actions": [{**button, "type": "button", "block_id": "b1", "action_ts": "1"}],
+    }  # fmt: skip
+    assert post(url, click).status_code == 200
+    (refused,) = answer(fake, rid2.rsplit("/", 1)[1])
+    assert refused["text"] == (
+        "Only dana@x.test or a CS manager can log sentiment for Acme Corp."
+    )  # ... but only the owner (or a manager) may log sentiment
+    assert fake.called("views.open") == []
+    forged = post(url, submission(button["value"], "5") | {"user": {"id": "U2"}})
+    assert forged.json()["response_action"] == "errors"
