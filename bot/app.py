@@ -9,7 +9,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
-from bot import actions, commands, modals
+from bot import actions, commands, home, modals
 from bot.context import BotContext
 from bot.delivery import SlackNotConfigured, web_client
 from health.db import get_engine
@@ -39,6 +39,7 @@ def build_app(
         salesforce_url=settings.salesforce_instance_url,
         managers=tuple(settings.slack_managers),
     )
+    home.register(app, ctx)  # first: its middleware drops replayed events
     commands.register(app, ctx)
     actions.register(app, ctx)
     modals.register(app, ctx)

@@ -284,3 +284,26 @@ def rollup_blocks(by_owner: dict[str, Sequence[AccountLine]], *, day: date) -> l
         HeaderBlock(text=f"Accounts needing attention · {day:%d %b}"),
         SectionBlock(text=_md(text[:3000] or "No account needs attention today.")),
     ]
+
+
+def home_view(owner: str, lines: Sequence[AccountLine], stale: Sequence[str], days: int) -> View:
+    """App Home: the CSM's book by tier, and the accounts whose sentiment is stale."""
+    blocks: list[Block] = [HeaderBlock(text="Your book")]
+    if not lines:
+        blocks.append(SectionBlock(text=_md(f"No scored account has {esc(owner)} as owner.")))
+    for tier in ("critical", "at_risk", "monitor", "healthy"):
+        rows = [x for x in lines if x.tier == tier]
+        if rows:
+            text = f"{DOTS[tier]} *{TIER_LABELS[tier]}* ({len(rows)})\n" + "\n".join(
+                f"• {esc(x.name)} {x.total:.0f} · {trend(x.trend_30d)}" for x in rows[:25]
+            )
+            blocks.append(SectionBlock(text=_md(text[:3000])))
+    if stale:
+        names = ", ".join(esc(n) for n in stale[:40])
+        more = f" and {len(stale) - 40} more" if len(stale) > 40 else ""
+        blocks.append(HeaderBlock(text="Sentiment to refresh"))
+        blocks.append(SectionBlock(text=_md(
+            f"No sentiment logged in {days} days: {names}{more}. `/health NAME` → Log sentiment."
+        )))  # fmt: skip
+    blocks.append(ContextBlock(elements=[_md("Open tasks appear here once playbooks run.")]))
+    return View(type="home", blocks=blocks)

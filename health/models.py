@@ -289,3 +289,10 @@ class DigestSent(SQLModel, table=True):
     sent_at: datetime = utc_column()
     channel: str | None = Field(default=None, max_length=32)
     ts: str | None = Field(default=None, max_length=32)
+
+
+class ProcessedSlackEvent(SQLModel, table=True):
+    """An Events API event already handled: Slack's retries and replays of it do nothing."""
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = utc_column()

@@ -5,12 +5,13 @@ flagged here is a `champion_left` event like the CRM's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from health.identity import records_of
-from health.models import Account, Observation, SentimentEntry
+from health.models import Account, Observation, ProcessedSlackEvent, SentimentEntry
 from health.repo import upsert
 
 SOURCE = "slack"
@@ -90,3 +91,27 @@ def record_sentiment(
     ]  # fmt: skip
     upsert(session, Observation, rows, keys=("record_id", "signal", "observed_at", "source"),
            update=("value",))  # fmt: skip
+
+
+def first_time(*, session: Session, event_id: str, now: datetime) -> bool:
+    """Record an Events API event id; False when it was handled before (a Slack retry)."""
+    got = upsert(session, ProcessedSlackEvent, [{"event_id": event_id, "received_at": now}],
+                 keys=("event_id",), update=())  # fmt: skip
+    return bool(got)
+
+
+def stale_sentiment(*, session: Session, owner: str, days: int, now: datetime) -> list[str]:
+    """Names of `owner`'s accounts whose newest sentiment is older than `days` (or none)."""
+    newest = (
+        select(SentimentEntry.account_id, func.max(SentimentEntry.created_at).label("at"))
+        .group_by(SentimentEntry.account_id)
+        .subquery()
+    )
+    q = (
+        select(Account.name, newest.c.at)
+        .outerjoin(newest, newest.c.account_id == Account.id)
+        .where(Account.deleted_at.is_(None), func.lower(Account.owner) == owner.lower())
+        .order_by(Account.name)
+    )
+    cutoff = now - timedelta(days=days)
+    return [name for name, at in session.execute(q).all() if at is None or at < cutoff]
