@@ -118,3 +118,16 @@ def test_a_long_digest_stays_within_slacks_block_limit():
     assert "and 10 more" in str(blocks[-1])
     action_ids = [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
     assert len(action_ids) == len(set(action_ids)) == 40  # unique in the message, as Slack asks
+
+
+def test_slack_rate_limits_are_waited_out_not_lost(pg_engine):
+    seed(pg_engine)
+    with start_slack_sandbox(PEOPLE) as fake:
+        fake.server.inject(
+            Fault("rate_limit", path_contains="chat.postMessage", times=1, retry_after=1)
+        )
+        started = datetime.now(UTC)
+        report = send_digests(pg_engine, settings_for(fake), now=at_utc(8))
+        assert report.sent == ["ULEE"] and not report.failed
+        assert (datetime.now(UTC) - started).total_seconds() >= 1  # Retry-After honoured
+        assert fake.server.count("POST", "chat.postMessage") == 2  # the 429, then the post
