@@ -95,6 +95,18 @@ def command(fake, url: str, text: str, *, user: str = "U1", **sign) -> tuple:
     return resp, time.monotonic() - started, response_url.rsplit("/", 1)[1]
 
 
+def click(url: str, button: dict, response_url: str, *, user: str = "U1") -> requests.Response:
+    """A signed block_actions request: `user` clicked `button` of a message."""
+    payload = {
+        "type": "block_actions", "user": {"id": user}, "team": {"id": "T0SANDBOX"},
+        "api_app_id": "A1", "trigger_id": "1.2.abc", "container": {"type": "message"},
+        "channel": {"id": "C1"}, "response_url": response_url,
+        "actions": [{**button, "type": "button", "block_id": "b1", "action_ts": "1"}],
+    }  # fmt: skip
+    body = urlencode({"payload": json.dumps(payload)})
+    return requests.post(url, data=body, headers=signed(body), timeout=5)
+
+
 def answer(fake, rid: str, n: int = 1, timeout: float = 10) -> list[dict]:
     deadline = time.monotonic() + timeout
     while len(fake.responses[rid]) < n:
@@ -149,14 +161,7 @@ def test_a_picked_button_replaces_the_picker_with_the_brief(slack):
     button = next(e for b in picker["blocks"] if b["type"] == "actions" for e in b["elements"]
                   if e["text"]["text"] == "Acme Labs")  # fmt: skip
     rid2 = fake.response_url()
-    payload = {
-        "type": "block_actions", "user": {"id": "U1"}, "team": {"id": "T0SANDBOX"},
-        "api_app_id": "A1", "container": {"type": "message"}, "trigger_id": "1.2.abc",
-        "channel": {"id": "C1"}, "response_url": rid2,
-        "actions": [{**button, "type": "button", "block_id": "b1", "action_ts": "1"}],
-    }  # fmt: skip
-    body = urlencode({"payload": json.dumps(payload)})
-    assert requests.post(url, data=body, headers=signed(body), timeout=5).status_code == 200
+    assert click(url, button, rid2).status_code == 200
     (brief,) = answer(fake, rid2.rsplit("/", 1)[1])
     assert brief["replace_original"] is True and "Acme Labs" in text_of(brief)
 

@@ -14,7 +14,14 @@ from sqlalchemy import func, select
 from bot.ids import Field
 from health.db import session_scope
 from health.models import Observation, OutboxItem, Score, SentimentEntry
-from tests.bot.test_health_command import TODAY, answer, command, signed, slack  # noqa: F401
+from tests.bot.test_health_command import (  # noqa: F401
+    TODAY,
+    answer,
+    click,
+    command,
+    signed,
+    slack,
+)
 
 
 def post(url: str, payload: dict) -> requests.Response:
@@ -44,13 +51,7 @@ def test_log_sentiment_from_the_brief(slack, pg_engine):  # noqa: F811
     (brief,) = answer(fake, rid)
     button = next(e for b in brief["blocks"] if b["type"] == "actions" for e in b["elements"]
                   if e["text"]["text"] == "Log sentiment")  # fmt: skip
-    click = {
-        "type": "block_actions", "user": {"id": "U1"}, "team": {"id": "T0SANDBOX"},
-        "api_app_id": "A1", "trigger_id": "1.2.abc", "container": {"type": "message"},
-        "channel": {"id": "C1"}, "response_url": fake.response_url(),
-        "actions": [{**button, "type": "button", "block_id": "b1", "action_ts": "1"}],
-    }  # fmt: skip
-    assert post(url, click).status_code == 200
+    assert click(url, button, fake.response_url()).status_code == 200
     deadline = time.monotonic() + 10
     while not fake.called("views.open"):
         assert time.monotonic() < deadline
@@ -102,13 +103,7 @@ def test_only_the_owner_or_a_manager_may_log_sentiment(slack):  # noqa: F811
     button = next(e for b in brief["blocks"] if b["type"] == "actions" for e in b["elements"]
                   if e["text"]["text"] == "Log sentiment")  # fmt: skip
     rid2 = fake.response_url()
-    click = {
-        "type": "block_actions", "user": {"id": "U2"}, "team": {"id": "T0SANDBOX"},
-        "api_app_id": "A1", "trigger_id": "1.2.abc", "container": {"type": "message"},
-        "channel": {"id": "C1"}, "response_url": rid2,
-        "actions": [{**button, "type": "button", "block_id": "b1", "action_ts": "1"}],
-    }  # fmt: skip
-    assert post(url, click).status_code == 200
+    assert click(url, button, rid2, user="U2").status_code == 200
     (refused,) = answer(fake, rid2.rsplit("/", 1)[1])
     assert refused["text"] == (
         "Only dana@x.test or a CS manager can log sentiment for Acme Corp."
