@@ -188,3 +188,13 @@ def test_tokens_never_reach_the_logs(slack, caplog):
     logged = caplog.text
     assert logged  # slack_sdk and Bolt did log at DEBUG
     assert TOKEN not in logged and SECRET not in logged
+
+
+def test_a_digest_lines_brief_button_answers_with_the_brief(slack):
+    fake, url = slack
+    button = {"action_id": "show_brief:1", "value": '{"account_id": 1}',
+              "text": {"type": "plain_text", "text": "Brief"}}  # fmt: skip
+    rid = fake.response_url()
+    assert click(url, button, rid).status_code == 200
+    (brief,) = answer(fake, rid.rsplit("/", 1)[1])
+    assert brief["replace_original"] is False and brief["blocks"][0]["type"] == "header"
