@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/score.py $(BENCH_ARGS)
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/writeback.py
+	$(BIN)/python bench/slack.py
 
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
