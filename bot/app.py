@@ -4,6 +4,7 @@ done at import; every Web API call goes through one client on SLACK_API_URL."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -17,6 +18,7 @@ from health.scoring.model import ScoringModel, load_model
 from health.settings import Settings
 
 log = logging.getLogger(__name__)
+LISTENER_THREADS = 64
 
 
 def build_app(
@@ -32,6 +34,11 @@ def build_app(
         client=client or web_client(settings),
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         process_before_response=False,  # ack() answers Slack; the work goes on after
+        # a listener acks as soon as it starts: enough threads that a burst of commands waiting
+        # on slow lookups never keeps Slack past its 3 s (Bolt's default is 5)
+        listener_executor=ThreadPoolExecutor(
+            max_workers=LISTENER_THREADS, thread_name_prefix="bolt"
+        ),
     )
     ctx = BotContext(
         engine=engine or get_engine(settings.database_url),

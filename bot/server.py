@@ -39,6 +39,10 @@ def make_server(app: App, host: str = "0.0.0.0", port: int = 3000) -> ThreadingH
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = _Server((host, port), Handler)
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a burst of Slack requests waits in the backlog, not refused
