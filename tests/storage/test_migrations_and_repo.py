@@ -72,6 +72,11 @@ def test_migrations_build_the_schema_the_models_declare(engine):
 
     import health.models  # noqa: F401  (the tables)
 
+    def declared(obj, name, type_, reflected, compare_to) -> bool:
+        # the PostgreSQL-only trigram lookup indexes (migration 0010) are not in the models
+        return not (type_ == "index" and (name or "").endswith("_trgm"))
+
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": declared})
+        diff = compare_metadata(context, SQLModel.metadata)
     assert diff == []
