@@ -15,6 +15,7 @@ from bot.context import BotContext
 from health.accounts import AccountLookupError, resolve_account
 from health.briefs import account_brief, book, freshness, nearest_names
 from health.db import session_scope
+from health.models import Account
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +24,21 @@ def brief_message(ctx: BotContext, account_id: int) -> dict:
     """The brief of one account as a message (blocks + fallback text)."""
     now = datetime.now(UTC)
     with session_scope(ctx.engine) as session:
-        from health.models import Account
-
         account = session.get(Account, account_id)
+        if account is None or account.deleted_at is not None:  # merged or gone since
+            return _said("That account is no longer there (linked into another, or deleted).")
         brief = account_brief(session=session, account=account, model=ctx.model)
         fresh = freshness(session=session)
     if brief is None:
-        text = f"{views.esc(account.name)} has no score yet."
-        return {"text": text, "blocks": views.as_dicts(views.not_found_blocks(account.name, []))}
+        return _said(f"*{views.esc(account.name)}* has no score yet: no signal has come in.")
     blocks = views.brief_blocks(
         brief, today=now.date(), crm_url=ctx.crm_url(brief), freshness=fresh, now=now
     )
     return {"text": brief.line.reason, "blocks": views.as_dicts(blocks)}
+
+
+def _said(text: str) -> dict:
+    return {"text": text, "blocks": views.as_dicts(views.note_blocks(text))}
 
 
 def answer(ctx: BotContext, text: str, user_id: str, client) -> dict:

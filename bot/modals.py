@@ -38,6 +38,8 @@ def register(app: App, ctx: BotContext) -> None:
         email = client.users_info(user=user)["user"]["profile"].get("email")
         with session_scope(ctx.engine) as session:
             account = session.get(Account, account_id)
+        if account is None:
+            return False, None
         return may_log(email, owner=account.owner, managers=ctx.managers), account
 
     @app.action(re.compile(f"^{Action.LOG_SENTIMENT}(:|$)"))
@@ -45,6 +47,13 @@ def register(app: App, ctx: BotContext) -> None:
         ack()
         account_id = AccountValue.model_validate_json(action["value"]).account_id
         ok, account = allowed(client, body["user"]["id"], account_id)
+        if account is None or account.deleted_at is not None:
+            respond(
+                response_type="ephemeral",
+                replace_original=False,
+                text="That account is no longer there (linked into another, or deleted).",
+            )
+            return
         if not ok:
             respond(response_type="ephemeral", replace_original=False, text=(
                 f"Only {views.esc(account.owner or 'the account owner')} or a CS manager can "

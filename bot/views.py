@@ -143,6 +143,11 @@ def picker_blocks(query: str, candidates: Sequence[tuple[int, str]]) -> list[Blo
     return [SectionBlock(text=_md(text)), ActionsBlock(elements=buttons)]
 
 
+def note_blocks(text: str) -> list[Block]:
+    """A one-line answer (mrkdwn, already escaped by the caller)."""
+    return [SectionBlock(text=_md(text))]
+
+
 def not_found_blocks(query: str, closest: Sequence[str]) -> list[Block]:
     text = f"No account matches *{esc(query)}*."
     if closest:

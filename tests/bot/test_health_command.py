@@ -198,3 +198,13 @@ def test_a_digest_lines_brief_button_answers_with_the_brief(slack):
     assert click(url, button, rid).status_code == 200
     (brief,) = answer(fake, rid.rsplit("/", 1)[1])
     assert brief["replace_original"] is False and brief["blocks"][0]["type"] == "header"
+
+
+def test_an_account_without_any_signal_says_so(slack, pg_engine):
+    fake, url = slack
+    with session_scope(pg_engine) as s:
+        batch = Batch(accounts=[AccountRecord("salesforce", "001Z", "Zenith Quiet", "zq.test")])
+        store_batch(session=s, source="salesforce", batch=batch, now=datetime.now(UTC))
+    _, _, rid = command(fake, url, "zenith quiet")
+    (said,) = answer(fake, rid)
+    assert said["text"] == "*Zenith Quiet* has no score yet: no signal has come in."
