@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from cli.crm import crm_app
 from cli.doctor import doctor
 from cli.errors import UserError
+from cli.playbooks import playbooks_app
 from cli.render import brief_panel
 from connectors.base import ConnectorError
 from health.accounts import AccountLookupError, resolve_account
@@ -39,6 +40,7 @@ accounts_app = typer.Typer(
     help="One customer, one account: the CRM records each account links.", no_args_is_help=True
 )
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(playbooks_app, name="playbooks")
 app.command()(doctor)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -182,19 +182,63 @@ class SentimentEntry(SQLModel, table=True):
 
 
 class PlaybookTask(SQLModel, table=True):
+    """A task a playbook opened for an account: one live (open or snoozed) task per account
+    and playbook (a partial unique index); resolved tasks stay as the record of what was done."""
+
+    __table_args__ = (
+        Index(
+            "uq_playbooktask_live",
+            "account_id",
+            "playbook",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+        Index("ix_playbooktask_status_due", "status", "due_at"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True)
     playbook: str = Field(max_length=64)
     title: str = Field(max_length=255)
-    status: str = Field(default="open", max_length=16)  # open / done / snoozed
-    dedupe_key: str = Field(max_length=128, unique=True)
+    description: str = ""
+    steps: list | None = json_column()
+    severity: str = Field(default="medium", max_length=8)  # low / medium / high
+    status: str = Field(default="open", max_length=16)  # open / snoozed / done / recovered
+    owner_role: str = Field(default="account_owner", max_length=32)
+    owner: str | None = Field(default=None, max_length=255)  # email (or Slack user id)
+    escalation_level: int = 0
+    trigger: str = ""  # what matched, in words
+    tier_at_open: str | None = Field(default=None, max_length=16)
+    score_at_open: float | None = None
+    change_id: int | None = None  # the ScoreChange that opened it
     rule_version: str = Field(default="", max_length=32)
-    owner: str | None = Field(default=None, max_length=255)
-    due_at: datetime | None = utc_column(nullable=True)
-    snoozed_until: datetime | None = utc_column(nullable=True)
+    alert_channel: str | None = Field(default=None, max_length=64)
+    triggered_at: datetime = utc_column()  # when the signal happened (the score change)
     created_at: datetime = utc_column()
+    updated_at: datetime = utc_column()
+    last_triggered_at: datetime = utc_column()
+    due_at: datetime = utc_column()
+    snoozed_until: datetime | None = utc_column(nullable=True)
+    cleared_since: datetime | None = utc_column(nullable=True)  # condition stopped holding
+    overdue_at: datetime | None = utc_column(nullable=True)  # past due, nobody left to escalate to
+    first_action_at: datetime | None = utc_column(nullable=True)  # a person acted on it
+    resolved_at: datetime | None = utc_column(nullable=True)
+    resolved_by: str | None = Field(default=None, max_length=64)
+    notify: bool = True  # a Slack message about it is due (opened, escalated, back from snooze)
     slack_channel_id: str | None = Field(default=None, max_length=32)
     slack_ts: str | None = Field(default=None, max_length=32)
+
+
+class PlaybookTaskEvent(SQLModel, table=True):
+    """The audit log: every change of a task, who made it and when."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="playbooktask.id", index=True)
+    at: datetime = utc_column()
+    actor: str = Field(max_length=64)  # "healthbot" or a Slack user id / email
+    action: str = Field(max_length=16)  # opened, refreshed, cleared, recovered, escalated, ...
+    detail: dict | None = json_column()
 
 
 class SyncState(SQLModel, table=True):

@@ -5,8 +5,9 @@ for the rescore and the replay alike."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -26,12 +27,16 @@ class RescoreReport:
     changes: int = 0
     announced: int = 0
     worker_statements: int = 0  # sent by worker processes, unseen by the caller's engine
+    change_ids: list[int] = field(default_factory=list)  # the ScoreChange rows written
+    playbooks: Any = None  # what the playbooks did with the changes, where they ran
+    playbooks_error: str | None = None  # why they did not run (a broken playbook set)
 
     def add(
         self, written: WriteReport, *, scored: int, accounts: int, progress: Progress | None
     ) -> None:
         self.changes += written.changes
         self.announced += written.announced
+        self.change_ids.extend(written.change_ids)
         self.scored += scored
         self.accounts += accounts
         if progress:
@@ -53,6 +58,7 @@ def context(a: Account) -> AccountContext:
 class WriteReport:
     changes: int = 0
     announced: int = 0
+    change_ids: list[int] = field(default_factory=list)  # for the playbooks, after the commit
 
 
 def write_scores(
@@ -118,13 +124,17 @@ def write_scores(
                 "changed": shown,
             }
     if changes:
-        bulk_upsert(
-            session,
-            ScoreChange,
-            changes,
-            keys=("score_id",),
-            update=[c for c in changes[0] if c != "score_id"],
-        )
+        report.change_ids = [
+            cid
+            for (cid,) in bulk_upsert(
+                session,
+                ScoreChange,
+                changes,
+                keys=("score_id",),
+                update=[c for c in changes[0] if c != "score_id"],
+                returning=("id",),
+            )
+        ]
     queue_writebacks(session=session, items=list(last_outbox.values()))
     report.changes = len(changes)
     report.announced = sum(1 for c in changes if c["tier_announced"])

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///healthbot.db"
     redis_url: str | None = None
     healthbot_model: Path = DEFAULT_MODEL_PATH
+    healthbot_playbooks: Path | None = None  # a directory of playbook YAML; None: the shipped set
     primary_crm: str = "salesforce"  # whose record leads when a customer is in several CRMs
 
     slack_bot_token: SecretStr | None = None

@@ -28,6 +28,8 @@ ROUTES = {
     "healthbot.flush_crm": {"queue": "writeback"},
     "healthbot.start_flush_all": {"queue": "writeback"},
     "healthbot.send_digests": {"queue": "notify"},
+    "healthbot.recheck_tasks": {"queue": "score"},
+    "healthbot.sweep_tasks": {"queue": "score"},
 }
 
 
@@ -57,6 +59,14 @@ def beat_schedule(settings: Settings) -> dict:
     schedule["rescore-daily"] = {
         "task": "healthbot.start_rescore_all",
         "schedule": crontab(minute=0, hour=settings.rescore_hour_utc),
+    }
+    schedule["playbooks-recheck-daily"] = {  # after the rescore's changes have been acted on
+        "task": "healthbot.recheck_tasks",
+        "schedule": crontab(minute=30, hour=(settings.rescore_hour_utc + 1) % 24),
+    }
+    schedule["playbooks-sweep"] = {
+        "task": "healthbot.sweep_tasks",
+        "schedule": timedelta(minutes=5),
     }
     return schedule
 

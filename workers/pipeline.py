@@ -30,6 +30,9 @@ from health.rescore import rescore
 from health.score_writes import RescoreReport
 from health.scoring.model import ScoringModel
 from health.settings import Settings
+from playbooks.loader import PlaybookError, load_playbooks
+from playbooks.runner import run_playbooks, sweep_playbooks
+from playbooks.store import ApplyReport
 from workers.writeback import FlushReport, flush_outbox
 
 OnBatch = Callable[[SyncReport, Batch], None]
@@ -117,8 +120,10 @@ def score_accounts(
     progress: Callable[[int], None] | None = None,
 ) -> RescoreReport:
     """Score the accounts (None: every live one) for `day` (default today, UTC), queueing
-    each changed score for the CRMs this deployment writes to."""
-    return rescore(
+    each changed score for the CRMs this deployment writes to; then, for today's scores, run
+    the playbooks on the changes (committed by then). A broken playbook set is reported in
+    `playbooks_error` and runs nothing; the scores stand."""
+    report = rescore(
         engine,
         model,
         day=day or today(),
@@ -127,6 +132,32 @@ def score_accounts(
         progress=progress,
         targets=configured_sinks(settings),
     )
+    if report.change_ids and (day is None or day == today()):
+        try:
+            report.playbooks = run_playbooks(
+                engine,
+                load_playbooks(settings.healthbot_playbooks),
+                change_ids=report.change_ids,
+                now=utcnow(),
+            )
+        except PlaybookError as exc:
+            report.playbooks_error = f"playbooks not run: {exc}"
+    return report
+
+
+def recheck_tasks(engine: Engine, settings: Settings) -> ApplyReport:
+    """Re-evaluate every account with a live task (conditions that cleared lead to recovery,
+    also without a score change); then escalate overdue tasks and bring back snoozed ones."""
+    book = load_playbooks(settings.healthbot_playbooks)
+    now = utcnow()
+    report = run_playbooks(engine, book, change_ids=[], now=now, recheck_live=True)
+    report.add(sweep_playbooks(engine, book, now=now))
+    return report
+
+
+def sweep_tasks(engine: Engine, settings: Settings) -> ApplyReport:
+    """Escalate overdue tasks and bring back snoozed ones (beat, every few minutes)."""
+    return sweep_playbooks(engine, load_playbooks(settings.healthbot_playbooks), now=utcnow())
 
 
 def flush_crm(

@@ -120,7 +120,28 @@ def score_accounts(self, account_ids: list[int], day: str | None = None) -> dict
     )
     if report.scored:  # the outbox knows what changed; the flush is cheap when nothing did
         start_flush_all.delay()
-    return {"scored": report.scored, "changes": report.changes}
+    if report.playbooks_error:
+        log.error("%s", report.playbooks_error)
+    opened = report.playbooks.opened if report.playbooks else 0
+    return {"scored": report.scored, "changes": report.changes, "tasks_opened": opened}
+
+
+@task("recheck_tasks")
+def recheck_tasks(self) -> dict:
+    """Daily: every account with a live task evaluated again (recovery), then the sweep."""
+    engine, settings = context()
+    return _applied(pipeline.recheck_tasks(engine, settings))
+
+
+@task("sweep_tasks")
+def sweep_tasks(self) -> dict:
+    """Beat, every few minutes: overdue tasks escalate, ended snoozes come back."""
+    engine, settings = context()
+    return _applied(pipeline.sweep_tasks(engine, settings))
+
+
+def _applied(report) -> dict:
+    return {k: v for k, v in vars(report).items() if k != "opened_ids"}
 
 
 @task("start_rescore_all")
