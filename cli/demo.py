@@ -104,6 +104,42 @@ def score_history(ctx: DemoContext) -> None:
     )
 
 
+def playbooks_over_history(ctx: DemoContext) -> None:
+    """The default playbooks run after every day's scoring of the year, as the workers would:
+    which tasks they would have asked of the team, and what the report measures."""
+    from cli.playbooks import playbook_table
+    from playbooks.loader import load_playbooks
+    from playbooks.reads import report_inputs
+    from playbooks.report import playbook_report
+    from playbooks.runner import replay_playbooks
+
+    book = load_playbooks(ctx.settings.healthbot_playbooks if ctx.settings else None)
+    start = ctx.end - timedelta(days=ctx.days - 1)
+    days = [start + timedelta(days=i) for i in range(ctx.days)]
+    with progress(ctx.console) as bar:
+        task = bar.add_task("playbooks, day by day", total=len(days))
+        report = replay_playbooks(
+            ctx.engine, book, days=days, progress=lambda n: bar.update(task, advance=n)
+        )
+    now = datetime.combine(ctx.end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    with session_scope(ctx.engine) as session:
+        tasks, green = report_inputs(session)
+        live = session.execute(select(func.count()).where(Account.deleted_at.is_(None)))
+        accounts = live.scalar_one()
+    rows, total = playbook_report(tasks, green, now, {p.key: p.name for p in book.playbooks})
+    share = total.accounts / accounts if accounts else 0
+    ctx.console.print(
+        f"  {report.opened:,} tasks opened on {total.accounts:,} of {accounts:,} accounts "
+        f"({share:.0%}) over {len(days)} days; {report.recovered:,} recovered on their own, "
+        f"{report.escalated:,} escalations; {total.open:,} open today"
+    )
+    ctx.console.print(playbook_table(rows, total))
+    ctx.console.print(
+        "  Nobody works the sandbox's tasks, so time to first action is empty and every task "
+        "runs overdue; with a team on Slack these measure the team."
+    )
+
+
 def show_portfolio(ctx: DemoContext) -> None:
     with session_scope(ctx.engine) as session:
         view = portfolio(session=session, top=10)
@@ -153,6 +189,7 @@ STEPS: list[tuple[str, DemoStep]] = [
     ("Start sandbox Salesforce, HubSpot and Zendesk APIs on loopback", start_sandboxes),
     ("Sync through them with the real vendor clients", sync_sandbox_apis),
     ("Score every account, every day", score_history),
+    ("Playbooks over the year: the tasks they open, what they achieve", playbooks_over_history),
     ("Your portfolio", show_portfolio),
     ("One pass of the pipeline (`healthbot run`): scores onto the CRM pages", write_to_crms),
     ("What the account page shows in the CRM", crm_page),

@@ -13,7 +13,7 @@ SQLite the bare column next to max(), which comes from the row holding the max.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -44,11 +44,21 @@ def signal_stats(
     id_range: tuple[int, int] | None = None,
     account_ids: Sequence[int] | None = None,
     needs: Needs = ALL,
+    signals: Collection[str] | None = None,
+    lookback_days: int = LOOKBACK_DAYS,
 ) -> dict[int, dict[str, SignalStats]]:
-    """account id -> signal -> statistics at `now`, for an id range [lo, hi) or an id list."""
+    """account id -> signal -> statistics at `now`, for an id range [lo, hi) or an id list
+    (and only `signals`, when given; a reader that looks less far back than the scorer may
+    say so with `lookback_days`)."""
     postgres = session.get_bind().dialect.name == "postgresql"
     stmt = statement(
-        now=now, id_range=id_range, account_ids=account_ids, needs=needs, postgres=postgres
+        now=now,
+        id_range=id_range,
+        account_ids=account_ids,
+        needs=needs,
+        postgres=postgres,
+        signals=signals,
+        lookback_days=lookback_days,
     )
     out: dict[int, dict[str, SignalStats]] = {}
     wants = needs.wants_latest
@@ -140,6 +150,8 @@ def statement(
     account_ids: Sequence[int] | None,
     needs: Needs,
     postgres: bool,
+    signals: Collection[str] | None = None,
+    lookback_days: int = LOOKBACK_DAYS,
 ) -> Select:
     """The grouped pass: account_id, signal, latest_at, latest, then (count, sum) per window."""
     aggregates = []  # (count, sum) of each window; NULLs for a window not needed
@@ -151,9 +163,15 @@ def statement(
             aggregates += [null(), null()]
     latest_at = func.max(OBS.observed_at).label("latest_at")
     stmt = select(OBS.account_id, OBS.signal, latest_at, *aggregates)
-    stmt = stmt.where(OBS.observed_at >= now - timedelta(days=LOOKBACK_DAYS), OBS.observed_at < now)
+    stmt = stmt.where(OBS.observed_at >= now - timedelta(days=lookback_days), OBS.observed_at < now)
     if id_range is not None:
         stmt = stmt.where(OBS.account_id >= id_range[0], OBS.account_id < id_range[1])
+    if signals is not None:
+        if postgres:  # compiled to plain SQL: an array parameter, not an expanding IN
+            names = bindparam("signals", sorted(signals), type_=ARRAY(String))
+            stmt = stmt.where(OBS.signal == func.any(names))
+        else:
+            stmt = stmt.where(OBS.signal.in_(sorted(signals)))
     if account_ids is not None:
         ids = list(account_ids)
         if postgres:  # one array parameter, not one bind per id

@@ -2,7 +2,8 @@
 out (open, refresh, clear, recover, escalate, unsnooze). No database, HTTP or clock.
 
 Rules of the road:
-  - one open task per account and playbook: a trigger that fires again refreshes it;
+  - one open task per account and playbook: a trigger that fires again changes nothing (the
+    task's text is what it was when it opened; the brief shows the account as it is now);
   - a task whose condition stopped holding is marked cleared; cleared for the playbook's
     `recover_after`, it is resolved as recovered (never deleted); holding again unmarks it;
   - an open task past due (+ `escalate_after`) moves to the next role of the team's escalation
@@ -69,11 +70,10 @@ class Open:
 
 @dataclass(frozen=True, slots=True)
 class Refresh:
+    """The condition holds again after it had cleared: the task stays open."""
+
     task_id: int
-    title: str
-    description: str
     trigger: str
-    uncleared: bool  # the condition holds again after it had cleared
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +191,8 @@ def evaluate(
                     out.append(_open(book.team, p, f, trigger, now))
                 continue
             if fires or holds:
-                if fires or task.cleared_since is not None:
-                    out.extend(_refresh(task, p, f, trigger, now))
+                if task.cleared_since is not None:  # back before the hold ran out
+                    out.append(Refresh(task.id, trigger=trigger or _describe(p.when)))
             elif task.cleared_since is None:
                 out.append(Cleared(task.id, trigger=_describe(p.when)))
             elif now - task.cleared_since >= p.recover_after:
@@ -221,18 +221,6 @@ def _open(team: Team, p: Playbook, f: AccountFacts, trigger: str, now: datetime)
         rule_version=p.version,
         alert_channel=p.alert_channel,
     )
-
-
-def _refresh(
-    task: TaskState, p: Playbook, f: AccountFacts, trigger: str, now: datetime
-) -> list[Decision]:
-    values = template_values(f, p, trigger or _describe(p.when), now)
-    title = render(p.task.title, values)[:255]
-    description = render(p.task.description, values)
-    uncleared = task.cleared_since is not None
-    if not uncleared and (title, description) == (task.title, task.description):
-        return []
-    return [Refresh(task.id, title, description, trigger=trigger, uncleared=uncleared)]
 
 
 def _describe(c: Condition) -> str:

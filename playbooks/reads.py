@@ -6,7 +6,7 @@ reads: every task, and when accounts turned healthy."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
@@ -27,6 +27,8 @@ from playbooks.engine import OPEN, TaskState
 from playbooks.facts import AccountFacts, ChangeFacts
 from playbooks.report import TaskRecord
 from playbooks.triggers import Needs
+
+STALE_DAYS = 30  # a score older than this says nothing about the account today
 
 
 def changes_of(session: Session, change_ids: Sequence[int]) -> dict[int, ChangeFacts]:
@@ -74,7 +76,12 @@ def load_facts(
     best = {d: _best_scores(session, ids, day, d) for d in sorted(needs.score_windows)}
     stats = (
         signal_stats(
-            session=session, now=now, account_ids=ids, needs=StatNeeds.of(sorted(needs.stats))
+            session=session,
+            now=now,
+            account_ids=ids,
+            needs=StatNeeds.of(sorted(needs.stats)),
+            signals={signal for signal, _stat in needs.stats},
+            lookback_days=needs.lookback or 365,
         )
         if needs.stats
         else {}
@@ -114,9 +121,14 @@ def load_facts(
 
 
 def _newest_scores(session: Session, ids: Sequence[int], day) -> dict[int, tuple]:
+    """The newest score of each account within STALE_DAYS of `day` (older is no claim)."""
     newest = (
         select(Score.account_id, func.max(Score.score_date).label("d"))
-        .where(Score.account_id.in_(ids), Score.score_date <= day)
+        .where(
+            Score.account_id.in_(ids),
+            Score.score_date <= day,
+            Score.score_date > day - timedelta(days=STALE_DAYS),
+        )
         .group_by(Score.account_id)
         .subquery()
     )
@@ -145,18 +157,20 @@ def _best_scores(session: Session, ids: Sequence[int], day, days: int) -> dict[i
 
 
 def _last_active(
-    session: Session, ids: Sequence[int], now: datetime, signals: Iterable[str]
+    session: Session, ids: Sequence[int], now: datetime, windows: Mapping[str, int]
 ) -> dict[str, dict[int, float]]:
-    signals = sorted(signals)
-    out: dict[str, dict[int, float]] = {s: {} for s in signals}
-    if not signals:
+    """signal -> account -> days since its newest positive value, looking back only as far as
+    the triggers ask (an account absent: none within that window)."""
+    out: dict[str, dict[int, float]] = {s: {} for s in windows}
+    if not windows:
         return out
     q = (
         select(Observation.account_id, Observation.signal, func.max(Observation.observed_at))
         .where(
             Observation.account_id.in_(ids),
-            Observation.signal.in_(signals),
+            Observation.signal.in_(sorted(windows)),
             Observation.value > 0,
+            Observation.observed_at >= now - timedelta(days=max(windows.values())),
             Observation.observed_at < now,
         )
         .group_by(Observation.account_id, Observation.signal)

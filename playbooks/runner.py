@@ -4,12 +4,14 @@ accounts; what a batch reads and writes is a fixed number of statements."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from health.db import session_scope
+from health.models import ScoreChange
 from health.repo import chunked
 from playbooks.engine import evaluate, needs_of, sweep
 from playbooks.reads import accounts_with_live_tasks, changes_of, live_tasks, load_facts, tasks_due
@@ -49,3 +51,28 @@ def sweep_playbooks(engine: Engine, book: PlaybookSet, *, now: datetime) -> Appl
     """Snoozed tasks whose snooze ended come back; overdue ones escalate."""
     with session_scope(engine) as session:
         return apply(session, sweep(book, tasks_due(session, now), now), now)
+
+
+def replay_playbooks(
+    engine: Engine,
+    book: PlaybookSet,
+    *,
+    days: Sequence[date],
+    progress: Callable[[int], None] | None = None,
+) -> ApplyReport:
+    """Run the playbooks over stored history, day by day, as they would have run after each
+    day's scoring (`now` = the end of that day): what a year of history would have asked of
+    the team. Each day: that day's changes, every live task re-checked, then the sweep."""
+    report = ApplyReport(opened_ids=[])
+    for day in days:
+        now = datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+        with session_scope(engine) as session:
+            q = select(ScoreChange.id).where(
+                ScoreChange.changed_at > now - timedelta(days=1), ScoreChange.changed_at <= now
+            )
+            ids = list(session.execute(q).scalars())
+        report.add(run_playbooks(engine, book, change_ids=ids, now=now, recheck_live=True))
+        report.add(sweep_playbooks(engine, book, now=now))
+        if progress:
+            progress(1)
+    return report

@@ -85,23 +85,13 @@ def apply(session: Session, decisions: Sequence[Decision], now: datetime) -> App
     _bulk(
         session,
         [
-            {
-                "id": d.task_id,
-                "title": d.title,
-                "description": d.description,
-                "last_triggered_at": now,
-                "cleared_since": None,
-                "updated_at": now,
-            }
+            {"id": d.task_id, "cleared_since": None, "last_triggered_at": now, "updated_at": now}
             for d in by_kind[Refresh]
         ],
     )
-    for d in by_kind[Refresh]:
-        events.append(
-            _event(
-                d.task_id, now, "condition back" if d.uncleared else "refreshed", trigger=d.trigger
-            )
-        )
+    events += [
+        _event(d.task_id, now, "condition back", trigger=d.trigger) for d in by_kind[Refresh]
+    ]
     report.refreshed = len(by_kind[Refresh])
     _bulk(
         session,

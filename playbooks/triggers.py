@@ -32,17 +32,20 @@ class Needs:
     """What the adapter reads for a set of triggers."""
 
     stats: set[tuple[str, str]] = field(default_factory=set)  # (signal, statistic)
+    lookback: int = 0  # days of observations the statistics must see
     score_windows: set[int] = field(default_factory=set)  # best score in the last N days
     weekly: dict[str, int] = field(default_factory=dict)  # signal -> weeks of weekly means
-    last_active: set[str] = field(default_factory=set)  # signal -> days since value > 0
+    last_active: dict[str, int] = field(default_factory=dict)  # signal -> days to look back
     sentiment: bool = False
 
     def merge(self, other: Needs) -> None:
         self.stats |= other.stats
+        self.lookback = max(self.lookback, other.lookback)
         self.score_windows |= other.score_windows
         for sig, weeks in other.weekly.items():
             self.weekly[sig] = max(weeks, self.weekly.get(sig, 0))
-        self.last_active |= other.last_active
+        for sig, days in other.last_active.items():
+            self.last_active[sig] = max(days, self.last_active.get(sig, 0))
         self.sentiment = self.sentiment or other.sentiment
 
 
@@ -260,8 +263,17 @@ def _sentiment_falling(f: AccountFacts, p, now) -> tuple[bool, bool]:
     return _state(fell)
 
 
-def _stats(*pairs: tuple[str, str]) -> Callable[[Any], Needs]:
-    return lambda _p: Needs(stats=set(pairs))
+BASELINE_DAYS = 180  # the baseline is the mean of days 180..90 before now
+SNAPSHOT_DAYS = 365  # a snapshot stays true until a newer one says otherwise
+
+
+def _stats(*pairs: tuple[str, str], lookback: int = BASELINE_DAYS) -> Callable[[Any], Needs]:
+    return lambda _p: Needs(stats=set(pairs), lookback=lookback)
+
+
+def _event(signal: str) -> Callable[[Any], Needs]:
+    """The newest event of `signal`, looked for only as far back as the trigger's period."""
+    return lambda p: Needs(stats={(signal, "latest")}, lookback=int(p["within"]) + 1)
 
 
 TRIGGERS: dict[str, Trigger] = {
@@ -316,7 +328,10 @@ TRIGGERS: dict[str, Trigger] = {
             _usage_params,
             _usage_below,
             lambda p: f"usage below {p['percent']:g}% of baseline",
-            lambda p: Needs(stats={(p["signal"], p["stat"]), (p["signal"], "baseline")}),
+            lambda p: Needs(
+                stats={(p["signal"], p["stat"]), (p["signal"], "baseline")},
+                lookback=BASELINE_DAYS,
+            ),
         ),
         Trigger(
             "no_usage",
@@ -324,7 +339,11 @@ TRIGGERS: dict[str, Trigger] = {
             _no_usage_params,
             _no_usage,
             lambda p: f"no product usage for {p['days']:g} days",
-            lambda p: Needs(stats={(p["signal"], "latest")}, last_active={p["signal"]}),
+            lambda p: Needs(
+                stats={(p["signal"], "latest")},
+                lookback=max(90, int(p["days"]) + 1),  # any usage data: it is measured at all
+                last_active={p["signal"]: int(p["days"]) + 1},
+            ),
         ),
         Trigger(
             "adoption_falling",
@@ -340,7 +359,7 @@ TRIGGERS: dict[str, Trigger] = {
             _within("30d"),
             lambda f, p, now: _state(_recent_event(f, "champion_left", p["within"])),
             lambda p: "the champion left",
-            _stats(("champion_left", "latest")),
+            _event("champion_left"),
         ),
         Trigger(
             "ticket_opened",
@@ -356,7 +375,7 @@ TRIGGERS: dict[str, Trigger] = {
             _days_param,
             _ticket_open_longer,
             lambda p: f"a ticket open over {p['days']:g} days",
-            _stats(("oldest_open_ticket_days", "latest")),
+            _stats(("oldest_open_ticket_days", "latest"), lookback=SNAPSHOT_DAYS),
         ),
         Trigger(
             "nps_falling",
@@ -380,7 +399,7 @@ TRIGGERS: dict[str, Trigger] = {
             _within("30d"),
             lambda f, p, now: _state(_recent_event(f, "payment_failed", p["within"])),
             lambda p: "a payment failed",
-            _stats(("payment_failed", "latest")),
+            _event("payment_failed"),
         ),
         Trigger(
             "invoice_late",
@@ -388,7 +407,7 @@ TRIGGERS: dict[str, Trigger] = {
             _days_param,
             _invoice_late,
             lambda p: f"an invoice {p['days']:g}+ days late",
-            _stats(("payment_days_late", "latest")),
+            _stats(("payment_days_late", "latest"), lookback=SNAPSHOT_DAYS),
         ),
         Trigger(
             "renewal_within",

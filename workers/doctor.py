@@ -33,6 +33,7 @@ from connectors.salesforce.client import RetryingSession
 from health.db import make_engine
 from health.migrate import alembic_config
 from health.settings import Settings
+from playbooks.loader import check_playbooks as load_playbook_set
 
 TIMEOUT = 8.0  # seconds per request or connection attempt
 RETRIES = 1  # one quick retry of a blip; never a long wait
@@ -69,9 +70,26 @@ def run_checks(settings: Settings) -> list[Check]:
             checks.append(Check(f"{name} score fields", None, f"not checked: {name} failed above"))
         else:
             checks.append(check_score_fields(settings, name))
+    checks.append(check_playbooks(settings))
     if (slack := check_slack(settings)) is not None:
         checks.append(slack)
     return checks
+
+
+def check_playbooks(settings: Settings) -> Check:
+    """The playbook set loads whole (the workers never run part of a broken set)."""
+    book, problems = load_playbook_set(settings.healthbot_playbooks)
+    where = settings.healthbot_playbooks or "the shipped defaults"
+    if book is None:
+        first = str(problems[0]) if problems else "no playbooks"
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return Check(
+            "playbooks",
+            False,
+            f"{first}{more}: no tasks are opened until this is fixed",
+            "run `healthbot playbooks check` and fix every line it prints",
+        )
+    return Check("playbooks", True, f"{len(book.playbooks)} playbooks from {where}")
 
 
 def failed(checks: list[Check]) -> list[Check]:

@@ -2,11 +2,13 @@
 
 Signals (all from ticket state, stamped with ticket timestamps, never the clock):
   sev1_ticket  1 at `created_at` for a ticket with priority "urgent"
+  sev2_ticket  1 at `created_at` for a ticket with priority "high"
   escalation   1 at `created_at` for a ticket tagged "escalated" / "escalation"
   csat         100 (good) or 0 (bad) at the ticket's solve time (metric set `solved_at`,
                else `updated_at`) for a rated ticket; "offered"/"unoffered" are no rating
   open_tickets snapshot count of an organization's open tickets (new/open/pending/hold),
                built by the source from the ticket stream (see source.py)
+  oldest_open_ticket_days  snapshot beside it: age in days of the oldest open ticket
 Deleted tickets (status "deleted") yield nothing and leave the open count.
 """
 
@@ -24,6 +26,7 @@ CLOSED_STATUSES = frozenset({"solved", "closed"})
 DELETED = "deleted"
 ESCALATION_TAGS = frozenset({"escalated", "escalation"})
 CSAT = {"good": 100.0, "bad": 0.0}
+SEVERITY = {"urgent": "sev1_ticket", "high": "sev2_ticket"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +112,8 @@ def ticket_observations(t: TicketState, ref: AccountRef) -> list[ObservationReco
     if t.deleted:
         return []
     out = []
-    if t.priority == "urgent":
-        out.append(ObservationRecord(ref, "sev1_ticket", t.created_at, 1.0, SOURCE))
+    if t.priority in SEVERITY:
+        out.append(ObservationRecord(ref, SEVERITY[t.priority], t.created_at, 1.0, SOURCE))
     if t.escalated:
         out.append(ObservationRecord(ref, "escalation", t.created_at, 1.0, SOURCE))
     if t.satisfaction is not None:
@@ -121,6 +124,10 @@ def ticket_observations(t: TicketState, ref: AccountRef) -> list[ObservationReco
 
 def open_tickets(ref: AccountRef, count: int, at: datetime) -> ObservationRecord:
     return ObservationRecord(ref, "open_tickets", at, float(count), SOURCE)
+
+
+def oldest_open(ref: AccountRef, days: float, at: datetime) -> ObservationRecord:
+    return ObservationRecord(ref, "oldest_open_ticket_days", at, days, SOURCE)
 
 
 def org_ref(org: dict | None, org_id: int) -> AccountRef:

@@ -16,7 +16,13 @@ newest `updated_at` among that page's tickets of the organization. No search or 
 are needed and every value is a pure function of the ticket stream, so a rerun from any
 committed watermark reproduces the same rows.
 
-Watermark (JSON): {"cursor": "<after_cursor>", "open": {"<org id>": [ticket ids...]}}.
+With the same sets the source knows when each open ticket was created, and emits beside
+each open_tickets snapshot an oldest_open_ticket_days snapshot (0 when none is open): how old
+the oldest open ticket was at that instant (the playbooks' "ticket open longer than D days").
+
+Watermark (JSON): {"cursor": "<after_cursor>", "open": {"<org id>": {"<ticket id>": created
+unix seconds}}}; the older form with lists of ids still reads (creation unknown: the time the
+source next sees the organization counts as the ticket's start).
 Incremental exports leave out the last minute of changes; the cursor resumes exactly where
 the committed page ended, so a ticket is neither missed nor read twice across runs.
 """
@@ -33,6 +39,7 @@ from connectors.zendesk.client import EXPORT_PAGE_MAX, ZendeskClient
 from connectors.zendesk.mapping import (
     SOURCE,
     TicketState,
+    oldest_open,
     open_tickets,
     org_ref,
     parse_ticket,
@@ -53,12 +60,15 @@ class _State:
 
     def __init__(self, since: str | None):
         self.cursor: str | None = None
-        self.open: dict[int, set[int]] = {}
+        self.open: dict[int, dict[int, float | None]] = {}  # org -> ticket -> created (unix)
         if since:
             try:
                 data = json.loads(since)
                 self.cursor = data.get("cursor")
-                self.open = {int(k): {int(t) for t in v} for k, v in data["open"].items()}
+                self.open = {
+                    int(k): {int(t): v.get(t) if isinstance(v, dict) else None for t in v}
+                    for k, v in data["open"].items()
+                }
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise PermanentConnectorError(
                     f"stored zendesk watermark is unreadable ({exc}); reset it to resync"
@@ -68,19 +78,27 @@ class _State:
     def apply(self, t: TicketState, touched: dict[int, datetime]) -> None:
         old = self.org_of.pop(t.ticket_id, None)
         if old is not None:
-            self.open[old].discard(t.ticket_id)
+            self.open[old].pop(t.ticket_id, None)
             if not self.open[old]:
                 del self.open[old]
             touched[old] = max(touched.get(old, t.updated_at), t.updated_at)
         if t.org_id is None:
             return
         if t.is_open:
-            self.open.setdefault(t.org_id, set()).add(t.ticket_id)
+            self.open.setdefault(t.org_id, {})[t.ticket_id] = t.created_at.timestamp()
             self.org_of[t.ticket_id] = t.org_id
         touched[t.org_id] = max(touched.get(t.org_id, t.updated_at), t.updated_at)
 
+    def oldest_days(self, org_id: int, at: datetime) -> float:
+        created = [c for c in self.open.get(org_id, {}).values() if c is not None]
+        if not created:
+            return 0.0
+        return round(max(0.0, (at.timestamp() - min(created)) / 86400), 2)
+
     def dumps(self) -> str:
-        open_ = {str(k): sorted(v) for k, v in sorted(self.open.items())}
+        open_ = {
+            str(k): {str(t): c for t, c in sorted(v.items())} for k, v in sorted(self.open.items())
+        }
         return json.dumps({"cursor": self.cursor, "open": open_}, separators=(",", ":"))
 
 
@@ -139,10 +157,9 @@ class ZendeskSource:
             if t.org_id is not None
             for obs in ticket_observations(t, refs[t.org_id])
         ]
-        observations += [
-            open_tickets(refs[org_id], len(state.open.get(org_id, ())), at)
-            for org_id, at in sorted(touched.items())
-        ]
+        for org_id, at in sorted(touched.items()):
+            observations.append(open_tickets(refs[org_id], len(state.open.get(org_id, ())), at))
+            observations.append(oldest_open(refs[org_id], state.oldest_days(org_id, at), at))
         return Batch(observations=observations, errors=errors, fetched=len(tickets))
 
 

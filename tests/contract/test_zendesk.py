@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -84,6 +84,33 @@ def latest_open(engine) -> dict[str, float]:
     return {ext: v for ext, (_, v) in latest.items()}
 
 
+SNAPSHOTS = ("open_tickets", "oldest_open_ticket_days")
+
+
+def latest_oldest(engine) -> dict[str, tuple[datetime, float]]:
+    latest: dict[str, tuple] = {}
+    for ext, _, at, value, _ in observations(engine, "oldest_open_ticket_days"):
+        if ext not in latest or at > latest[ext][0]:
+            latest[ext] = (at, value)
+    return latest
+
+
+def expected_oldest(sb: ZendeskSandbox, at_of: dict[str, tuple]) -> dict[str, float]:
+    """Age in days of each account's oldest open ticket at its newest snapshot (0: none)."""
+    created: dict[str, list[datetime]] = {}
+    for t in sb.tickets.values():
+        org = sb.orgs[t["organization_id"]]
+        if "_account" in org and t["status"] in OPEN:
+            at = datetime.fromisoformat(t["created_at"].replace("Z", "+00:00"))
+            created.setdefault(org["_account"], []).append(at)
+    out = {}
+    for acc, (at, _value) in at_of.items():
+        at = datetime.fromisoformat(at) if isinstance(at, str) else at
+        first = min(created.get(acc, []), default=None)
+        out[acc] = round((at - first).total_seconds() / 86400, 2) if first else 0.0
+    return out
+
+
 def expected_open(sb: ZendeskSandbox) -> dict[str, float]:
     counts: Counter = Counter()
     for t in sb.tickets.values():
@@ -116,6 +143,11 @@ def test_full_sync_maps_every_signal(engine, portfolio, sb):
     )
     assert sorted((e, at, v) for e, _, at, v, _ in observations(engine, "csat")) == csat
     assert latest_open(engine) == expected_open(sb)
+    sev2 = Counter(t.account_id for t in tickets if t.priority == "high")
+    assert Counter(o[0] for o in observations(engine, "sev2_ticket")) == sev2
+    oldest = latest_oldest(engine)
+    assert {acc: v for acc, (_, v) in oldest.items()} == expected_oldest(sb, oldest)
+    assert any(v > 0 for _, v in oldest.values())
     # organizations matched by external_id and by domain alike; unknown ones are unmatched
     with_tickets = {t.account_id for t in tickets}
     assert {o[0] for o in observations(engine)} == with_tickets
@@ -202,10 +234,10 @@ def test_pagination_gives_the_same_result_as_one_page(engine, portfolio, sb, per
     report = ingest(engine, source(sb, per_page=per_page))
     assert sb.server.count("GET", EXPORT) == math.ceil(len(sb.tickets) / per_page)
     assert report.fetched == len(sb.tickets)
-    # snapshots are per page, so open_tickets has more points; every event signal is equal
+    # snapshots are per page, so they have more points; every event signal is equal
     paged = observations(engine)
-    assert [r for r in paged if r[1] != "open_tickets"] == [
-        r for r in one_page if r[1] != "open_tickets"
+    assert [r for r in paged if r[1] not in SNAPSHOTS] == [
+        r for r in one_page if r[1] not in SNAPSHOTS
     ]
     assert latest_open(engine) == expected_open(sb)
 

@@ -104,6 +104,7 @@ def test_all_good_every_line_ok(good):
         "usage",
         "salesforce score fields",
         "hubspot score fields",
+        "playbooks",
     }
     assert all(c.ok is True for c in checks.values()), [c for c in checks.values() if not c.ok]
     assert "schema at head" in checks["database"].detail
@@ -111,6 +112,19 @@ def test_all_good_every_line_ok(good):
     assert checks["hubspot score fields"].detail == "all 5 company properties present"
     assert checks["salesforce score fields"].detail == "all 5 Account fields present"
     assert "active_users, seats" in checks["usage"].detail
+    assert checks["playbooks"].detail.startswith("8 playbooks from the shipped defaults")
+
+
+def test_a_broken_playbook_set_fails_and_says_how_to_see_every_problem(good, tmp_path):
+    (tmp_path / "a.yaml").write_text("name: A\nwhen: {tier_entred: critical}\ntask: {title: A}\n")
+    (tmp_path / "b.yaml").write_text(
+        "name: B\nwhen: {score_below: 40}\ntask: {title: B, due: soon}\n"
+    )
+    checks = by_part(run_checks(good.model_copy(update={"healthbot_playbooks": tmp_path})))
+    line = checks["playbooks"]
+    assert line.ok is False and "unknown trigger 'tier_entred'" in line.detail
+    assert "(+1 more)" in line.detail and "no tasks are opened" in line.detail
+    assert line.fix == "run `healthbot playbooks check` and fix every line it prints"
 
 
 @pytest.mark.parametrize(
@@ -247,7 +261,7 @@ def test_the_command_prints_one_line_per_part_and_exits_by_what_failed(good, tmp
     done = run_doctor(good, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert sum(line.startswith("✓ ") for line in lines) == 8, done.stdout
+    assert sum(line.startswith("✓ ") for line in lines) == 9, done.stdout
     assert lines[-1] == "healthbot is ready"
 
     broken = good.model_copy(update={"redis_url": f"redis://127.0.0.1:{closed_port()}/0"})

@@ -267,7 +267,8 @@ def test_facts_come_from_the_database_as_of_now(engine):
     with session_scope(engine) as s:
         (f,) = load_facts(s, account_ids=[a], now=NOW, needs=needs_of(book), changes={})
     assert f.total == 61 and f.tier == "monitor" and f.max_total == {30: 80}
-    assert f.last_active_days["active_users"] == 21.0  # d=19 was the last active day
+    # the last active day (d=19) is 21 days back: beyond the 15 days `no_usage: 14d` looks at
+    assert f.last_active_days == {"active_users": None}
     assert f.weekly["core_features_used"][:4] == (5.0, 6.0, 7.0, 8.0)
     assert (f.sentiment, f.previous_sentiment) == (2, 4)
     assert f.signals["champion_left"].days_since == 3

@@ -94,12 +94,10 @@ def test_a_firing_trigger_opens_one_task_with_owner_due_and_rendered_text():
     assert d.change_id == 99 and d.tier == "critical"
 
 
-def test_a_live_task_is_never_opened_twice_and_refreshes_only_what_changed():
+def test_a_live_task_is_never_opened_twice_nor_rewritten_when_the_trigger_fires_again():
     live = {(7, "rescue"): task()}
-    assert evaluate(BOOK, [acme()], live, NOW) == []  # same text: nothing to write
-    moved = acme(total=25.0)
-    (d,) = evaluate(BOOK, [moved], live, NOW)
-    assert isinstance(d, Refresh) and "Acme at 25" in d.description and not d.uncleared
+    assert evaluate(BOOK, [acme()], live, NOW) == []
+    assert evaluate(BOOK, [acme(total=25.0)], live, NOW) == []  # the brief shows the new score
     # a snoozed task counts as live too
     assert evaluate(BOOK, [acme()], {(7, "rescue"): task(status="snoozed")}, NOW) == []
 
@@ -120,7 +118,7 @@ def test_a_condition_back_before_the_hold_unclears_the_task():
     (d,) = evaluate(
         BOOK, [again], {(7, "rescue"): task(cleared_since=NOW - timedelta(days=2))}, NOW
     )
-    assert isinstance(d, Refresh) and d.uncleared
+    assert d == Refresh(1, trigger="entered critical")
 
 
 def test_overdue_tasks_escalate_along_the_chain_then_are_marked_overdue_once():
