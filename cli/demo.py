@@ -128,10 +128,12 @@ def playbooks_over_history(ctx: DemoContext) -> None:
         accounts = live.scalar_one()
     rows, total = playbook_report(tasks, green, now, {p.key: p.name for p in book.playbooks})
     share = total.accounts / accounts if accounts else 0
+    live = {t.account_id for t in tasks if t.resolved_at is None}
     ctx.console.print(
         f"  {report.opened:,} tasks opened on {total.accounts:,} of {accounts:,} accounts "
         f"({share:.0%}) over {len(days)} days; {report.recovered:,} recovered on their own, "
-        f"{report.escalated:,} escalations; {total.open:,} open today"
+        f"{report.escalated:,} escalations. Today {total.open:,} tasks are open on "
+        f"{len(live):,} accounts ({len(live) / max(accounts, 1):.0%})."
     )
     ctx.console.print(playbook_table(rows, total))
     ctx.console.print(

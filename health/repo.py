@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Integer, bindparam, func, or_, select, union
+from sqlalchemy import JSON, Integer, bindparam, func, or_, select, text, union
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, SQLModel
@@ -34,8 +34,10 @@ def upsert(
     update: Sequence[str],
     only_if_changed: bool = True,
     returning: Sequence[str] = (),
+    index_where: str | None = None,
 ) -> list[tuple]:
     """INSERT ... ON CONFLICT (keys) DO UPDATE, executemany in batches (one compiled statement).
+    `index_where` names the predicate of a partial unique index on `keys`.
 
     Returns one tuple (of `returning` columns, default the primary key) per row inserted or
     changed; rows left as they were return nothing."""
@@ -46,15 +48,17 @@ def upsert(
         session.get_bind().dialect.name
     ]
     stmt = insert(tbl)
+    partial = text(index_where) if index_where else None
     if update:
         changed = or_(*(tbl.c[c].is_distinct_from(stmt.excluded[c]) for c in update))
         stmt = stmt.on_conflict_do_update(
             index_elements=list(keys),
+            index_where=partial,
             set_={c: stmt.excluded[c] for c in update},
             where=changed if only_if_changed else None,
         )
     else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys), index_where=partial)
     cols = [tbl.c[c] for c in returning] or list(tbl.primary_key.columns)
     # RETURNING counts reliably on every driver (rowcount is -1 on some)
     stmt = stmt.returning(*cols, sort_by_parameter_order=False)
@@ -294,6 +298,7 @@ def bulk_upsert(
     keys: Sequence[str],
     update: Sequence[str],
     returning: Sequence[str] = (),
+    index_where: str | None = None,
 ) -> list[tuple]:
     """`upsert` (always updating) for many rows at once. On PostgreSQL: COPY into a temporary
     table, then one INSERT ... SELECT ... ON CONFLICT; elsewhere `upsert` itself."""
@@ -306,6 +311,7 @@ def bulk_upsert(
             update=update,
             only_if_changed=False,
             returning=returning,
+            index_where=index_where,
         )
     from psycopg.types.json import Json
 
@@ -328,6 +334,7 @@ def bulk_upsert(
     action = f"UPDATE SET {sets}" if update else "NOTHING"
     result = conn.exec_driver_sql(
         f"INSERT INTO {tbl.name} ({names}) SELECT {names} FROM {tmp}"
-        f" ON CONFLICT ({', '.join(keys)}) DO {action} RETURNING {ret}"
+        f" ON CONFLICT ({', '.join(keys)}){f' WHERE {index_where}' if index_where else ''}"
+        f" DO {action} RETURNING {ret}"
     )
     return result.cursor.fetchall()  # plain tuples, fetched at once

@@ -40,7 +40,7 @@ class AccountFacts:
     reason: str = ""
     drivers: tuple[str, ...] = ()  # labels of the top drivers, biggest first
     confidence: float | None = None
-    max_total: Mapping[int, float] = field(default_factory=dict)  # days -> best score in them
+    total_ago: Mapping[int, float] = field(default_factory=dict)  # days -> the score then
     signals: Mapping[str, SignalStats] = field(default_factory=dict)
     last_active_days: Mapping[str, float | None] = field(default_factory=dict)  # signal -> days
     weekly: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)  # newest first

@@ -73,7 +73,7 @@ def load_facts(
         ).where(Account.id.in_(ids), Account.deleted_at.is_(None), Account.merged_into.is_(None))
     ).all()
     scores = _newest_scores(session, ids, day)
-    best = {d: _best_scores(session, ids, day, d) for d in sorted(needs.score_windows)}
+    ago = {d: _scores_ago(session, ids, day, d) for d in sorted(needs.score_windows)}
     stats = (
         signal_stats(
             session=session,
@@ -107,7 +107,7 @@ def load_facts(
                 reason=reason or "",
                 drivers=tuple(d.get("label", "") for d in (drivers or [])[:3]),
                 confidence=confidence,
-                max_total={d: b[acc] for d, b in best.items() if acc in b},
+                total_ago={d: b[acc] for d, b in ago.items() if acc in b},
                 signals=stats.get(acc, {}),
                 last_active_days={s: a.get(acc) for s, a in active.items()},
                 weekly={s: w.get(acc, ()) for s, w in weekly.items()},
@@ -143,15 +143,21 @@ def _newest_scores(session: Session, ids: Sequence[int], day) -> dict[int, tuple
     return {row[0]: tuple(row[1:]) for row in session.execute(q)}
 
 
-def _best_scores(session: Session, ids: Sequence[int], day, days: int) -> dict[int, float]:
-    q = (
-        select(Score.account_id, func.max(Score.total))
+def _scores_ago(session: Session, ids: Sequence[int], day, days: int) -> dict[int, float]:
+    """Each account's score `days` before `day` (the newest in the week up to then)."""
+    then = day - timedelta(days=days)
+    newest = (
+        select(Score.account_id, func.max(Score.score_date).label("d"))
         .where(
             Score.account_id.in_(ids),
-            Score.score_date <= day,
-            Score.score_date > day - timedelta(days=days),
+            Score.score_date <= then,
+            Score.score_date > then - timedelta(days=7),
         )
         .group_by(Score.account_id)
+        .subquery()
+    )
+    q = select(Score.account_id, Score.total).join(
+        newest, (Score.account_id == newest.c.account_id) & (Score.score_date == newest.c.d)
     )
     return dict(session.execute(q).all())
 

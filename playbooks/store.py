@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
 from health.models import PlaybookTask, PlaybookTaskEvent
-from health.repo import chunked
+from health.repo import bulk_upsert, chunked
 from playbooks.engine import (
     OPEN,
     RECOVERED,
@@ -30,6 +29,7 @@ from playbooks.engine import (
     Unsnooze,
 )
 
+LIVE_INDEX_WHERE = "resolved_at IS NULL"  # the predicate of uq_playbooktask_live
 ENGINE = "healthbot"  # the audit log's actor for the engine's own changes
 T = PlaybookTask.__table__.c  # type: ignore[attr-defined]
 
@@ -51,10 +51,6 @@ class ApplyReport:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-def _insert(session: Session):
-    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
-
-
 def apply(session: Session, decisions: Sequence[Decision], now: datetime) -> ApplyReport:
     """Write the engine's decisions and their audit entries, in bulk."""
     report = ApplyReport(opened_ids=[])
@@ -64,15 +60,16 @@ def apply(session: Session, decisions: Sequence[Decision], now: datetime) -> App
         by_kind[type(d)].append(d)
     for part in chunked(by_kind[Open], 1000):
         rows = [_open_row(d, now) for d in part]
-        stmt = (
-            _insert(session)(PlaybookTask)
-            .values(rows)
-            .on_conflict_do_nothing(
-                index_elements=["account_id", "playbook"], index_where=text("resolved_at IS NULL")
-            )
-            .returning(PlaybookTask.id, PlaybookTask.account_id, PlaybookTask.playbook)
+        inserted = bulk_upsert(  # a live task already there: nothing (the partial index)
+            session,
+            PlaybookTask,
+            rows,
+            keys=("account_id", "playbook"),
+            update=(),
+            returning=("id", "account_id", "playbook"),
+            index_where=LIVE_INDEX_WHERE,
         )
-        opened = {(acc, pb): tid for tid, acc, pb in session.execute(stmt)}
+        opened = {(acc, pb): tid for tid, acc, pb in inserted}
         for d in part:
             tid = opened.get((d.account_id, d.playbook))
             if tid is None:

@@ -33,7 +33,7 @@ class Needs:
 
     stats: set[tuple[str, str]] = field(default_factory=set)  # (signal, statistic)
     lookback: int = 0  # days of observations the statistics must see
-    score_windows: set[int] = field(default_factory=set)  # best score in the last N days
+    score_windows: set[int] = field(default_factory=set)  # the score N days ago
     weekly: dict[str, int] = field(default_factory=dict)  # signal -> weeks of weekly means
     last_active: dict[str, int] = field(default_factory=dict)  # signal -> days to look back
     sentiment: bool = False
@@ -202,8 +202,8 @@ def _tier_left(f: AccountFacts, tiers, now) -> tuple[bool, bool]:
 
 
 def _score_dropped(f: AccountFacts, p, now) -> tuple[bool, bool]:
-    best = f.max_total.get(int(p["within"]))
-    return _state(best is not None and f.total is not None and best - f.total >= p["points"])
+    then = f.total_ago.get(int(p["within"]))
+    return _state(then is not None and f.total is not None and then - f.total >= p["points"])
 
 
 def _usage_below(f: AccountFacts, p, now) -> tuple[bool, bool]:
@@ -302,7 +302,7 @@ TRIGGERS: dict[str, Trigger] = {
         ),
         Trigger(
             "score_dropped",
-            "{points: N, within: 30d}: the score fell N points below its best of the period",
+            "{points: N, within: 30d}: the score is N points lower than it was that long ago",
             _score_dropped_params,
             _score_dropped,
             lambda p: f"score fell {p['points']:g}+ points in {p['within']} days",

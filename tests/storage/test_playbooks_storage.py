@@ -248,7 +248,7 @@ def test_facts_come_from_the_database_as_of_now(engine):
                     account_id=a, rating=rating, author="U1", created_at=NOW - timedelta(days=5 - i)
                 )
             )
-    score(engine, a, DAY - timedelta(days=20), 80, "healthy", None)
+    score(engine, a, DAY - timedelta(days=32), 80, "healthy", None)
     score(engine, a, DAY, 61, "monitor", "healthy")
     book = PlaybookSet(
         tuple(
@@ -266,7 +266,7 @@ def test_facts_come_from_the_database_as_of_now(engine):
     )
     with session_scope(engine) as s:
         (f,) = load_facts(s, account_ids=[a], now=NOW, needs=needs_of(book), changes={})
-    assert f.total == 61 and f.tier == "monitor" and f.max_total == {30: 80}
+    assert f.total == 61 and f.tier == "monitor" and f.total_ago == {30: 80}
     # the last active day (d=19) is 21 days back: beyond the 15 days `no_usage: 14d` looks at
     assert f.last_active_days == {"active_users": None}
     assert f.weekly["core_features_used"][:4] == (5.0, 6.0, 7.0, 8.0)

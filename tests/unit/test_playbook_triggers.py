@@ -63,12 +63,12 @@ def test_tier_left_and_tier_is():
     assert run("tier_is", "healthy", facts(tier="monitor")) == (False, False)
 
 
-def test_score_dropped_compares_with_the_best_score_of_the_window():
+def test_score_dropped_compares_with_the_score_that_long_ago():
     assert run(
-        "score_dropped", {"points": 10, "within": "30d"}, facts(total=60, max_total={30: 71})
+        "score_dropped", {"points": 10, "within": "30d"}, facts(total=60, total_ago={30: 71})
     ) == (True, True)
     assert run(
-        "score_dropped", {"points": 10, "within": "30d"}, facts(total=62, max_total={30: 71})
+        "score_dropped", {"points": 10, "within": "30d"}, facts(total=62, total_ago={30: 71})
     ) == (False, False)
     assert run("score_dropped", {"points": 10}, facts(total=60)) == (False, False)  # no history
     assert TRIGGERS["score_dropped"].needs(
