@@ -10,7 +10,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
-from bot import actions, commands, home, modals
+from bot import actions, commands, home, modals, tasks
 from bot.context import BotContext
 from bot.delivery import SlackNotConfigured, web_client
 from health.db import get_engine
@@ -50,6 +50,7 @@ def build_app(
     commands.register(app, ctx)
     actions.register(app, ctx)
     modals.register(app, ctx)
+    tasks.register(app, ctx)
 
     @app.error
     def handle_error(error, body, respond) -> None:

@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 
 from slack_bolt import App
 
-from bot import views
+from bot import task_views, views
 from bot.context import BotContext
 from health.accounts import AccountLookupError, resolve_account
 from health.briefs import account_brief, book, freshness, nearest_names
 from health.db import session_scope
 from health.models import Account
+from playbooks import notices
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,16 @@ def brief_message(ctx: BotContext, account_id: int) -> dict:
             return _said("That account is no longer there (linked into another, or deleted).")
         brief = account_brief(session=session, account=account, model=ctx.model)
         fresh = freshness(session=session)
+        tasks = notices.open_for_account(session, account_id)
     if brief is None:
         return _said(f"*{views.esc(account.name)}* has no score yet: no signal has come in.")
     blocks = views.brief_blocks(
-        brief, today=now.date(), crm_url=ctx.crm_url(brief), freshness=fresh, now=now
+        brief,
+        today=now.date(),
+        crm_url=ctx.crm_url(brief),
+        freshness=fresh,
+        now=now,
+        tasks=task_views.task_lines(tasks, now=now),
     )
     return {"text": brief.line.reason, "blocks": views.as_dicts(blocks)}
 

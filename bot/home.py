@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 from slack_bolt import App, BoltResponse
 
-from bot import views
+from bot import task_views, views
 from bot.context import BotContext
 from health.briefs import book
 from health.db import session_scope
 from health.sentiment import first_time, stale_sentiment
+from playbooks import notices
 
 STALE_DAYS = 30
 
@@ -36,5 +37,8 @@ def register(app: App, ctx: BotContext) -> None:
         with session_scope(ctx.engine) as session:
             lines = book(session=session, owner=email)
             stale = stale_sentiment(session=session, owner=email, days=STALE_DAYS, now=now)
-        view = views.home_view(email or "you", lines, stale, STALE_DAYS)
+            tasks = notices.open_for_owner(session, email) if email else []
+        view = views.home_view(
+            email or "you", lines, stale, STALE_DAYS, task_views.task_lines(tasks, now=now)
+        )
         client.views_publish(user_id=user, view=view.to_dict())

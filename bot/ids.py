@@ -13,6 +13,9 @@ class Action(StrEnum):
     OPEN_IN_CRM = "open_in_crm"  # a link button: Slack still sends the click, acked
     LOG_SENTIMENT = "log_sentiment"  # opens the sentiment form
     SHOW_BRIEF = "show_brief"  # a digest line's Brief button
+    TASK_DONE = "task_done"  # a playbook task's Done button
+    TASK_SNOOZE = "task_snooze"  # its Snooze menu (1 day, 3 days, 1 week)
+    TASK_REASSIGN = "task_reassign"  # its Reassign user picker
 
 
 class View(StrEnum):
@@ -32,6 +35,15 @@ class AccountValue(BaseModel):
     """A button's `value` (<= 2,000 chars): which account it is about."""
 
     account_id: int
+
+    def dump(self) -> str:
+        return self.model_dump_json()
+
+
+class TaskValue(BaseModel):
+    """A task button's `value`: which task."""
+
+    task_id: int
 
     def dump(self) -> str:
         return self.model_dump_json()

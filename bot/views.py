@@ -71,8 +71,15 @@ def _md(text: str) -> MarkdownTextObject:
 
 
 def brief_blocks(
-    b: Brief, *, today: date, crm_url: str | None, freshness: dict[str, datetime], now: datetime
+    b: Brief,
+    *,
+    today: date,
+    crm_url: str | None,
+    freshness: dict[str, datetime],
+    now: datetime,
+    tasks: str = "",
 ) -> list[Block]:
+    """`tasks`: the account's open playbook tasks, as lines (bot.task_views.task_lines)."""
     line = b.line
     facts = [
         esc(line.segment.replace("_", "-").title()) if line.segment else "segment —",
@@ -94,6 +101,8 @@ def brief_blocks(
         SectionBlock(text=_md(f"> {esc(drivers)}"[:3000])),
         ContextBlock(elements=[_md(" · ".join(parts))]),
     ]
+    if tasks:
+        blocks.append(SectionBlock(text=_md(f"*Open tasks*\n{tasks}"[:3000])))
     if len(b.records) > 1:
         linked = " · ".join(f"{r['source']} {esc(r['id'])}" for r in b.records)
         blocks.append(ContextBlock(elements=[_md(f"Linked records: {linked}")]))
@@ -291,9 +300,14 @@ def rollup_blocks(by_owner: dict[str, Sequence[AccountLine]], *, day: date) -> l
     ]
 
 
-def home_view(owner: str, lines: Sequence[AccountLine], stale: Sequence[str], days: int) -> View:
-    """App Home: the CSM's book by tier, and the accounts whose sentiment is stale."""
-    blocks: list[Block] = [HeaderBlock(text="Your book")]
+def home_view(
+    owner: str, lines: Sequence[AccountLine], stale: Sequence[str], days: int, tasks: str = ""
+) -> View:
+    """App Home: the CSM's open tasks, book by tier, and the accounts whose sentiment is
+    stale. `tasks`: lines from bot.task_views.task_lines."""
+    blocks: list[Block] = [HeaderBlock(text="Your open tasks")]
+    blocks.append(SectionBlock(text=_md((tasks or "No open playbook tasks. :tada:")[:3000])))
+    blocks.append(HeaderBlock(text="Your book"))
     if not lines:
         blocks.append(SectionBlock(text=_md(f"No scored account has {esc(owner)} as owner.")))
     for tier in ("critical", "at_risk", "monitor", "healthy"):
@@ -310,5 +324,4 @@ def home_view(owner: str, lines: Sequence[AccountLine], stale: Sequence[str], da
         blocks.append(SectionBlock(text=_md(
             f"No sentiment logged in {days} days: {names}{more}. `/health NAME` → Log sentiment."
         )))  # fmt: skip
-    blocks.append(ContextBlock(elements=[_md("Open tasks appear here once playbooks run.")]))
     return View(type="home", blocks=blocks)

@@ -226,6 +226,7 @@ class PlaybookTask(SQLModel, table=True):
     resolved_at: datetime | None = utc_column(nullable=True)
     resolved_by: str | None = Field(default=None, max_length=64)
     notify: bool = True  # a Slack message about it is due (opened, escalated, back from snooze)
+    notified_at: datetime | None = utc_column(nullable=True)  # its last Slack message
     slack_channel_id: str | None = Field(default=None, max_length=32)
     slack_ts: str | None = Field(default=None, max_length=32)
 

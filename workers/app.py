@@ -28,6 +28,7 @@ ROUTES = {
     "healthbot.flush_crm": {"queue": "writeback"},
     "healthbot.start_flush_all": {"queue": "writeback"},
     "healthbot.send_digests": {"queue": "notify"},
+    "healthbot.deliver_tasks": {"queue": "notify"},
     "healthbot.recheck_tasks": {"queue": "score"},
     "healthbot.sweep_tasks": {"queue": "score"},
 }
@@ -55,6 +56,10 @@ def beat_schedule(settings: Settings) -> dict:
         schedule["slack-digests"] = {
             "task": "healthbot.send_digests",
             "schedule": crontab(minute="*/15"),  # 09:00 arrives in some time zone every 15 min
+        }
+        schedule["slack-tasks"] = {
+            "task": "healthbot.deliver_tasks",
+            "schedule": timedelta(minutes=1),
         }
     schedule["rescore-daily"] = {
         "task": "healthbot.start_rescore_all",

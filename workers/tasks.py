@@ -126,6 +126,16 @@ def score_accounts(self, account_ids: list[int], day: str | None = None) -> dict
     return {"scored": report.scored, "changes": report.changes, "tasks_opened": opened}
 
 
+@task("deliver_tasks")
+def deliver_tasks(self) -> dict:
+    """Beat, every minute: DMs about tasks opened, escalated or back from a snooze."""
+    from workers.task_notices import deliver_tasks as deliver
+
+    engine, settings = context()
+    report = deliver(engine, settings, now=utcnow())
+    return {"sent": report.sent, "failed": report.failed, "quiet": report.quiet}
+
+
 @task("recheck_tasks")
 def recheck_tasks(self) -> dict:
     """Daily: every account with a live task evaluated again (recovery), then the sweep."""

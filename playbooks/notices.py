@@ -1,0 +1,145 @@
+"""Tasks as Slack shows them: what is waiting to be told to someone, which tasks share one
+message (it is re-rendered in place when one of them is acted on), a person's open tasks
+(App Home) and an account's (the brief). Reads and writes in batches; no Slack here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlmodel import Session
+
+from health.models import Account, PlaybookTask
+from health.repo import chunked
+
+ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskNotice:
+    """A task with what a message about it needs."""
+
+    id: int
+    account_id: int
+    account: str
+    playbook: str
+    title: str
+    description: str
+    steps: tuple[str, ...]
+    severity: str
+    status: str
+    owner: str | None
+    owner_role: str
+    escalation_level: int
+    due_at: datetime
+    snoozed_until: datetime | None
+    overdue_at: datetime | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    notified_at: datetime | None
+    alert_channel: str | None
+
+    @property
+    def sort_key(self) -> tuple:
+        return (ORDER.get(self.severity, 3), self.due_at, self.id)
+
+
+_COLUMNS = (
+    PlaybookTask.id,
+    PlaybookTask.account_id,
+    Account.name,
+    PlaybookTask.playbook,
+    PlaybookTask.title,
+    PlaybookTask.description,
+    PlaybookTask.steps,
+    PlaybookTask.severity,
+    PlaybookTask.status,
+    PlaybookTask.owner,
+    PlaybookTask.owner_role,
+    PlaybookTask.escalation_level,
+    PlaybookTask.due_at,
+    PlaybookTask.snoozed_until,
+    PlaybookTask.overdue_at,
+    PlaybookTask.resolved_at,
+    PlaybookTask.resolved_by,
+    PlaybookTask.notified_at,
+    PlaybookTask.alert_channel,
+)
+
+
+def _notices(session: Session, where, limit: int | None = None) -> list[TaskNotice]:
+    q = select(*_COLUMNS).join(Account, Account.id == PlaybookTask.account_id).where(where)
+    if limit:
+        q = q.order_by(PlaybookTask.due_at).limit(limit)
+    out = []
+    for row in session.execute(q):
+        values = list(row)
+        values[6] = tuple(values[6] or ())
+        out.append(TaskNotice(*values))
+    return sorted(out, key=lambda t: t.sort_key)
+
+
+def pending(session: Session) -> dict[str, list[TaskNotice]]:
+    """Per owner (email, lower-cased), the live tasks a message is due about."""
+    where = (
+        PlaybookTask.notify.is_(True)
+        & PlaybookTask.resolved_at.is_(None)
+        & (PlaybookTask.status == "open")
+        & PlaybookTask.owner.is_not(None)
+    )
+    out: dict[str, list[TaskNotice]] = {}
+    for t in _notices(session, where):
+        out.setdefault((t.owner or "").lower(), []).append(t)
+    return out
+
+
+def recently_told(
+    session: Session, *, channel: str, tasks: Sequence[TaskNotice], since: datetime
+) -> set[int]:
+    """Of these tasks' accounts, those another task's message went to `channel` (a person's
+    DM) about since `since`."""
+    q = select(PlaybookTask.account_id).where(
+        PlaybookTask.slack_channel_id == channel,
+        PlaybookTask.account_id.in_(sorted({t.account_id for t in tasks})),
+        PlaybookTask.id.not_in([t.id for t in tasks]),
+        PlaybookTask.notified_at >= since,
+    )
+    return set(session.execute(q).scalars())
+
+
+def mark_sent(
+    session: Session, *, ids: Sequence[int], channel: str, ts: str, now: datetime
+) -> None:
+    for part in chunked(list(ids)):
+        session.execute(
+            update(PlaybookTask)
+            .where(PlaybookTask.id.in_(part))
+            .values(notify=False, notified_at=now, slack_channel_id=channel, slack_ts=ts)
+        )
+
+
+def in_message(session: Session, *, channel: str, ts: str) -> list[TaskNotice]:
+    """Every task one Slack message shows (to re-render it in place)."""
+    where = (PlaybookTask.slack_channel_id == channel) & (PlaybookTask.slack_ts == ts)
+    return _notices(session, where)
+
+
+def task(session: Session, task_id: int) -> TaskNotice | None:
+    found = _notices(session, PlaybookTask.id == task_id)
+    return found[0] if found else None
+
+
+def open_for_owner(session: Session, owner: str, *, limit: int = 30) -> list[TaskNotice]:
+    where = PlaybookTask.resolved_at.is_(None) & (func.lower(PlaybookTask.owner) == owner.lower())
+    return _notices(session, where, limit)
+
+
+def open_for_account(session: Session, account_id: int) -> list[TaskNotice]:
+    where = PlaybookTask.resolved_at.is_(None) & (PlaybookTask.account_id == account_id)
+    return _notices(session, where)
+
+
+def cooldown_start(now: datetime, hours: float) -> datetime:
+    return now - timedelta(hours=hours)
