@@ -45,6 +45,8 @@ def build_app(
         model=model or load_model(settings.healthbot_model),
         salesforce_url=settings.salesforce_instance_url,
         managers=tuple(settings.slack_managers),
+        stale_days=settings.sentiment_stale_days,
+        viewers=tuple(settings.slack_brief_viewers),
     )
     home.register(app, ctx)  # first: its middleware drops replayed events
     commands.register(app, ctx)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from slack_bolt import App
 
 from bot import task_views, views
+from bot.access import NOT_ALLOWED, may_see_briefs
 from bot.context import BotContext
 from health.accounts import AccountLookupError, resolve_account
 from health.briefs import account_brief, book, freshness, nearest_names
@@ -53,6 +54,8 @@ def answer(ctx: BotContext, text: str, user_id: str, client) -> dict:
     query = text.strip()
     if query.lower() == "help":
         return {"text": views.HELP, "blocks": views.as_dicts(views.help_blocks())}
+    if not may_see_briefs(ctx, client, user_id):
+        return _said(NOT_ALLOWED)
     if not query:
         email = client.users_info(user=user_id)["user"]["profile"].get("email") or ""
         with session_scope(ctx.engine) as session:

@@ -19,6 +19,8 @@ class BotContext:
     # the CRMs a changed score is queued for (the writeback flushes the configured ones)
     crm_targets: tuple[str, ...] = ("salesforce", "hubspot")
     managers: tuple[str, ...] = ()  # CS managers' emails (SLACK_MANAGERS)
+    stale_days: int = 30  # sentiment older than this is due again (SENTIMENT_STALE_DAYS)
+    viewers: tuple[str, ...] = ()  # who may see briefs (SLACK_BRIEF_VIEWERS); empty: everyone
 
     def crm_url(self, brief: Brief) -> str | None:
         for r in brief.records:

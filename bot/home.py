@@ -13,8 +13,6 @@ from health.db import session_scope
 from health.sentiment import first_time, stale_sentiment
 from playbooks import notices
 
-STALE_DAYS = 30
-
 
 def register(app: App, ctx: BotContext) -> None:
     @app.middleware
@@ -36,9 +34,9 @@ def register(app: App, ctx: BotContext) -> None:
         now = datetime.now(UTC)
         with session_scope(ctx.engine) as session:
             lines = book(session=session, owner=email)
-            stale = stale_sentiment(session=session, owner=email, days=STALE_DAYS, now=now)
+            stale = stale_sentiment(session=session, owner=email, days=ctx.stale_days, now=now)
             tasks = notices.open_for_owner(session, email) if email else []
         view = views.home_view(
-            email or "you", lines, stale, STALE_DAYS, task_views.task_lines(tasks, now=now)
+            email or "you", lines, stale, ctx.stale_days, task_views.task_lines(tasks, now=now)
         )
         client.views_publish(user_id=user, view=view.to_dict())

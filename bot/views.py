@@ -258,12 +258,21 @@ def block_kit_builder_url(blocks: Sequence[Block]) -> str:
 MAX_DIGEST = 20  # accounts in one digest: two blocks each, under Slack's 50
 
 
-def digest_blocks(lines: Sequence[AccountLine], *, day: date, renewals: dict) -> list[Block]:
+def digest_blocks(
+    lines: Sequence[AccountLine],
+    *,
+    day: date,
+    renewals: dict,
+    stale: Sequence[str] = (),
+    stale_days: int = 30,
+) -> list[Block]:
     """A CSM's morning digest: the accounts that need attention, worst ARR at stake first,
-    each with score, change, why, renewal, and Brief / Log sentiment buttons."""
+    each with score, change, why, renewal, and Brief / Log sentiment buttons; then a reminder
+    of the accounts whose sentiment is older than `stale_days`."""
     shown = list(lines)[:MAX_DIGEST]
+    title = f"{len(lines)} accounts need you today" if lines else "No account needs you today"
     blocks: list[Block] = [
-        HeaderBlock(text=f"{len(lines)} accounts need you today"),
+        HeaderBlock(text=title),
         ContextBlock(elements=[_md(f"{day:%A %d %B} · at risk, critical or falling 10+ points")]),
     ]
     for x in shown:
@@ -284,6 +293,13 @@ def digest_blocks(lines: Sequence[AccountLine], *, day: date, renewals: dict) ->
     if len(lines) > len(shown):
         more = len(lines) - len(shown)
         blocks.append(ContextBlock(elements=[_md(f"and {more} more: `/health` lists your book")]))
+    if stale:
+        names = ", ".join(esc(n) for n in stale[:20])
+        more = f" and {len(stale) - 20} more" if len(stale) > 20 else ""
+        blocks.append(SectionBlock(text=_md(
+            f":memo: *Sentiment to refresh* (none logged in {stale_days} days): {names}{more}. "
+            "`/health NAME` → Log sentiment."
+        )))  # fmt: skip
     return blocks
 
 

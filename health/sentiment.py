@@ -102,16 +102,30 @@ def first_time(*, session: Session, event_id: str, now: datetime) -> bool:
 
 def stale_sentiment(*, session: Session, owner: str, days: int, now: datetime) -> list[str]:
     """Names of `owner`'s accounts whose newest sentiment is older than `days` (or none)."""
+    return stale_by_owner(session=session, days=days, now=now, owner=owner).get(owner.lower(), [])
+
+
+def stale_by_owner(
+    *, session: Session, days: int, now: datetime, owner: str | None = None
+) -> dict[str, list[str]]:
+    """Per owner email (lower-cased; one owner, or all in one query): names of the accounts
+    whose newest sentiment is older than `days`, or that have none."""
     newest = (
         select(SentimentEntry.account_id, func.max(SentimentEntry.created_at).label("at"))
         .group_by(SentimentEntry.account_id)
         .subquery()
     )
     q = (
-        select(Account.name, newest.c.at)
+        select(func.lower(Account.owner), Account.name, newest.c.at)
         .outerjoin(newest, newest.c.account_id == Account.id)
-        .where(Account.deleted_at.is_(None), func.lower(Account.owner) == owner.lower())
+        .where(Account.deleted_at.is_(None), Account.owner.is_not(None))
         .order_by(Account.name)
     )
+    if owner is not None:
+        q = q.where(func.lower(Account.owner) == owner.lower())
     cutoff = now - timedelta(days=days)
-    return [name for name, at in session.execute(q).all() if at is None or at < cutoff]
+    out: dict[str, list[str]] = {}
+    for who, name, at in session.execute(q).all():
+        if at is None or at < cutoff:
+            out.setdefault(who, []).append(name)
+    return out

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     slack_digest_channel: str | None = None  # the managers' roll-up of the daily digest
     slack_managers: list[str] = []  # CS managers' emails: may log sentiment for any account
+    slack_brief_viewers: list[str] = []  # who may see briefs: emails, user ids, user groups (S…)
+    sentiment_stale_days: int = 30  # a CSM is reminded of sentiment older than this
     slack_quiet_hours: str = "20-8"  # local hours when only high-severity tasks ping anyone
     slack_cooldown_hours: float = 20  # one account pings one person at most once in this long
 

@@ -18,6 +18,7 @@ from health import digests
 from health.db import session_scope
 from health.models import Account
 from health.repo import chunked
+from health.sentiment import stale_by_owner
 from health.settings import Settings
 
 HOUR = 9  # local time the digest goes out
@@ -42,18 +43,21 @@ def send_digests(engine: Engine, settings: Settings, *, now: datetime) -> Digest
     client, report = web_client(settings), DigestReport()
     with session_scope(engine) as session:
         by_owner = digests.needing_attention(session=session)
-        users = digests.cached_users(session=session, emails=by_owner, now=now)
+        stale = stale_by_owner(session=session, days=settings.sentiment_stale_days, now=now)
+        users = digests.cached_users(session=session, emails=set(by_owner) | set(stale), now=now)
         ids = [x.account_id for lines in by_owner.values() for x in lines]
         renewals = {}
         for part in chunked(ids):
             q = select(Account.id, Account.renewal_date).where(Account.id.in_(part))
             renewals.update(session.execute(q).all())
-    found = {e: lookup(client, e) for e in by_owner if e not in users}  # cached after
+    recipients = sorted(set(by_owner) | set(stale))
+    found = {e: lookup(client, e) for e in recipients if e not in users}  # cached after
     if found:
         with session_scope(engine) as session:
             digests.remember_users(session=session, found=found, now=now)
     people = {e: (u.slack_user_id, u.tz) for e, u in users.items()} | found
-    for email, lines in by_owner.items():
+    for email in recipients:
+        lines = by_owner.get(email, [])
         uid, tz = people[email]
         if uid is None:
             report.not_in_slack.append(email)
@@ -62,8 +66,11 @@ def send_digests(engine: Engine, settings: Settings, *, now: datetime) -> Digest
         if when.hour < HOUR:
             report.waiting += 1
             continue
-        blocks = views.as_dicts(views.digest_blocks(lines, day=when.date(), renewals=renewals))
-        _deliver(engine, client, report, uid, when, blocks, f"{len(lines)} accounts need you")
+        blocks = views.digest_blocks(lines, day=when.date(), renewals=renewals,
+                                     stale=stale.get(email, ()),
+                                     stale_days=settings.sentiment_stale_days)  # fmt: skip
+        text = f"{len(lines)} accounts need you" if lines else "Sentiment to refresh"
+        _deliver(engine, client, report, uid, when, views.as_dicts(blocks), text)
     if settings.slack_digest_channel and now.hour >= HOUR:
         blocks = views.as_dicts(views.rollup_blocks(by_owner, day=now.date()))
         channel = settings.slack_digest_channel

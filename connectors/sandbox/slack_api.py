@@ -7,7 +7,8 @@ hands a slash command, for the bot's tests and demo.
   Answers are HTTP 200 `{"ok": ...}`; a wrong token is `invalid_auth`; the `rate_limit`
   fault is HTTP 429 + Retry-After + `ratelimited`.
 - Served: auth.test, chat.postMessage, chat.postEphemeral, chat.update, users.info,
-  users.lookupByEmail (people from `users`), views.open / views.publish (recorded).
+  users.lookupByEmail (people from `users`), usergroups.users.list (from `groups`; an unknown
+  group is `no_such_subteam`), views.open / views.publish (recorded).
 - Block Kit limits: more than 50 blocks in a message, a section text over 3,000 characters or
   a header over 150 -> `invalid_blocks`.
 - `response_url()` makes a URL on this server; posts to it are recorded (at most 5, as Slack).
@@ -43,6 +44,7 @@ class Call:
 @dataclass
 class SlackSandbox:
     users: dict[str, dict] = field(default_factory=dict)  # user id -> {email, tz, name}
+    groups: dict[str, list[str]] = field(default_factory=dict)  # user group id -> user ids
     token: str = TOKEN
     calls: list[Call] = field(default_factory=list)
     responses: dict[str, list[dict]] = field(default_factory=dict)  # response_url id -> posts
@@ -93,6 +95,9 @@ class SlackSandbox:
         if method == "users.lookupByEmail":
             found = [(u, p) for u, p in self.users.items() if p.get("email") == args.get("email")]
             return _user(*found[0]) if found else _no("users_not_found")
+        if method == "usergroups.users.list":
+            members = self.groups.get(str(args.get("usergroup")))
+            return {"ok": True, "users": members} if members is not None else _no("no_such_subteam")
         if method in ("views.open", "views.publish", "views.update"):
             return {"ok": True, "view": {"id": f"V{next(self._ts)}", "hash": "h1"}}
         return {"ok": True}
@@ -157,7 +162,9 @@ def _no(error: str) -> dict:
     return {"ok": False, "error": error}
 
 
-def start_slack_sandbox(users: dict[str, dict] | None = None) -> SlackSandbox:
-    sandbox = SlackSandbox(users=dict(users or {}))
+def start_slack_sandbox(
+    users: dict[str, dict] | None = None, groups: dict[str, list[str]] | None = None
+) -> SlackSandbox:
+    sandbox = SlackSandbox(users=dict(users or {}), groups=dict(groups or {}))
     sandbox.server = SandboxServer(sandbox.route, sandbox.fault_response).start()
     return sandbox

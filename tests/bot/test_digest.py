@@ -86,6 +86,7 @@ def test_each_csm_at_nine_local_once_a_day_and_the_managers_rollup(pg_engine):
         assert len(fake.called("users.lookupByEmail")) == 2  # cached after the first lookup
         lee = str(sent["ULEE"][0]["blocks"])
         assert "Log sentiment" in lee and "Brief" in lee and "need you today" in lee
+        assert "Sentiment to refresh" in lee and "none logged in 30 days" in lee  # the reminder
         assert "lee@x.test" in str(sent["CMGR"][0]["blocks"])
         send_digests(pg_engine, settings, now=at_utc(24 + 14))  # the next day: once more each
         assert {k: len(v) for k, v in dms(fake).items()} == {"ULEE": 2, "UDANA": 2, "CMGR": 2}
@@ -131,3 +132,26 @@ def test_slack_rate_limits_are_waited_out_not_lost(pg_engine):
         assert report.sent == ["ULEE"] and not report.failed
         assert (datetime.now(UTC) - started).total_seconds() >= 1  # Retry-After honoured
         assert fake.server.count("POST", "chat.postMessage") == 2  # the 429, then the post
+
+
+def test_the_digest_reminds_of_stale_sentiment_only_where_it_is_stale(pg_engine):
+    from health.models import Account, SentimentEntry
+
+    seed(pg_engine)
+    with session_scope(pg_engine) as s:  # lee logged sentiment for both accounts last week
+        for acc in s.execute(select(Account.id).where(Account.owner == "lee@x.test")).scalars():
+            s.add(SentimentEntry(account_id=acc, rating=3, author="ULEE",
+                                 created_at=at_utc(0) - timedelta(days=7)))  # fmt: skip
+    with start_slack_sandbox(PEOPLE) as fake:
+        send_digests(pg_engine, settings_for(fake, sentiment_stale_days=5), now=at_utc(15))
+        sent = dms(fake)
+        assert "Sentiment to refresh" in str(sent["UDANA"][0]["blocks"])
+        assert "none logged in 5 days" in str(sent["ULEE"][0]["blocks"])  # 7 days > 5
+        fake.calls.clear()
+    with start_slack_sandbox(PEOPLE) as fake:
+        with session_scope(pg_engine) as s:
+            s.execute(DigestSent.__table__.delete())
+        send_digests(pg_engine, settings_for(fake, sentiment_stale_days=10), now=at_utc(15))
+        sent = dms(fake)
+        assert "Sentiment to refresh" in str(sent["UDANA"][0]["blocks"])
+        assert "Sentiment to refresh" not in str(sent["ULEE"][0]["blocks"])  # 7 days < 10
