@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/writeback.py
 	$(BIN)/python bench/slack.py
+	$(BIN)/python bench/playbooks.py
 
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

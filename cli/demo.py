@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from cli.demo_slack import slack_views
 from cli.demo_sync import (
     show_crm_fields,
     start_sandboxes,
@@ -158,24 +159,6 @@ def crm_page(ctx: DemoContext) -> None:
         show_crm_fields(ctx, ctx.shown_account)
 
 
-def slack_brief(ctx: DemoContext) -> None:
-    """The same brief as `/health` posts it: a Block Kit Builder link shows it as Slack would."""
-    if ctx.shown_account is None:
-        return
-    from bot import views
-    from health.briefs import account_brief, freshness
-
-    with session_scope(ctx.engine) as session:
-        account = session.get(Account, ctx.shown_account.id)
-        brief = account_brief(session=session, account=account, model=ctx.model)
-        fresh = freshness(session=session)
-    now = datetime.combine(ctx.end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    blocks = views.brief_blocks(brief, today=ctx.end, crm_url=None, freshness=fresh, now=now)
-    link = views.block_kit_builder_url(blocks)
-    ctx.console.print(f"  `/health {account.name}` answers with {len(blocks)} blocks; see them:")
-    ctx.console.print(f"  {link}", soft_wrap=True, highlight=False)
-
-
 def where_data_lives(ctx: DemoContext) -> None:
     url = f"sqlite:///{ctx.db_path}"
     ctx.console.print(
@@ -195,7 +178,7 @@ STEPS: list[tuple[str, DemoStep]] = [
     ("Your portfolio", show_portfolio),
     ("One pass of the pipeline (`healthbot run`): scores onto the CRM pages", write_to_crms),
     ("What the account page shows in the CRM", crm_page),
-    ("The same brief in Slack (`/health`)", slack_brief),
+    ("In Slack: the brief, the morning digest, the task DM", slack_views),
     ("Where the data lives", where_data_lives),
 ]
 

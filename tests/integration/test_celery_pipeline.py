@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from connectors.sandbox.portfolio import generate_portfolio
 from connectors.sandbox.server import Fault
 from health.db import session_scope
-from health.models import Account, CrmWrite, OutboxItem, Score, TaskFailure
+from health.models import Account, CrmRecord, CrmWrite, OutboxItem, PlaybookTask, Score, TaskFailure
 from health.scoring.model import load_model
 from health.settings import DEFAULT_MODEL_PATH, Settings
 from tests.contract.helpers import crm_sandboxes
@@ -212,6 +212,17 @@ def test_beat_syncs_scores_and_writes_back_and_a_change_reaches_the_crm(
             p,
         )
         assert hs.applied[company] == 2  # the first score, then the change: once each
+        # the worker ran the playbooks on that change: the champion-departure task is open
+        with session_scope(pg_engine) as s:
+            account = s.execute(
+                select(CrmRecord.account_id).where(CrmRecord.external_id == company)
+            ).scalar_one()
+            opened = s.execute(
+                select(PlaybookTask.playbook, PlaybookTask.status).where(
+                    PlaybookTask.account_id == account
+                )
+            ).all()
+        assert ("champion_departure", "open") in opened
         # a task that fails for good says why, and the rest carries on
         make_celery(Settings(redis_url=redis_url)).send_task(
             "healthbot.sync_source", args=["zendesk"], queue="sync"
