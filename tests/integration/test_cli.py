@@ -240,3 +240,32 @@ def test_accounts_link_and_unlink_as_a_person_does(db):
         done = run(*args, env=db)
         assert done.returncode == 1 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_playbooks_check_report_and_tasks_as_a_user_runs_them(db, tmp_path):
+    ok = run("playbooks", "check", env=db)
+    assert ok.returncode == 0 and "ok 8 playbooks" in ok.stdout and "renewal_risk" in ok.stdout
+    (tmp_path / "pb").mkdir()
+    (tmp_path / "pb" / "a.yaml").write_text("name: A\nwhen: {tier_entred: critical}\ntask: {}\n")
+    (tmp_path / "pb" / "b.yaml").write_text(
+        "name: B\nwhen: {score_below: 40}\ntask:\n  title: x\n  due: soon\n"
+    )
+    bad = run("playbooks", "check", str(tmp_path / "pb"), env=db)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    lines = bad.stderr.splitlines()
+    unknown = "a.yaml:2: unknown trigger 'tier_entred' (did you mean 'tier_entered'?)"
+    assert any(unknown in line for line in lines)
+    assert any("a.yaml:3: task needs a `title`" in line for line in lines)
+    assert any("b.yaml:5: due: not a duration: 'soon'" in line for line in lines)
+    assert lines[-1].startswith("3 problem(s) in ")
+    # scoring today opens tasks through the default playbooks; the report counts them
+    assert run("score", "--all", env=db).returncode == 0
+    report = run("playbooks", "report", "--json", env=db)
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    assert data["accounts"] == 3 and data["overall"]["tasks"] == sum(
+        p["tasks"] for p in data["playbooks"]
+    )
+    table = run("playbooks", "report", env=db)
+    assert "saved" in table.stdout and "All playbooks" in table.stdout and "…" not in table.stdout
+    assert run("playbooks", "report", "--since", "yesterday", env=db).returncode == 1
