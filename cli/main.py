@@ -84,6 +84,7 @@ def score(
     day: Annotated[str | None, typer.Option(help="Scoring day, YYYY-MM-DD (default today)")] = None,
 ) -> None:
     """Score one account or all of them for a day."""
+    from cli.sync import show_playbooks
     from workers.pipeline import score_accounts
 
     if not all_ and not account:
@@ -102,6 +103,7 @@ def score(
         f"{report.changes} changed, {report.announced} tier changes announced"
         + (f", {report.no_data} without any data" if report.no_data else "")
     )
+    show_playbooks(report, out)
 
 
 @app.command()

@@ -114,6 +114,16 @@ def show_scoring(report: RescoreReport, console: Console) -> None:
     console.print(
         f"Scored {report.scored} changed accounts: {report.announced} tier changes announced"
     )
+    show_playbooks(report, console)
+
+
+def show_playbooks(report: RescoreReport, console: Console) -> None:
+    """What the playbooks did with the scoring's changes (or why they did not run)."""
+    if report.playbooks_error:
+        console.print(f"[red]{report.playbooks_error}[/red]: run `healthbot playbooks check`")
+    elif report.playbooks is not None and (report.playbooks.opened or report.playbooks.recovered):
+        p = report.playbooks
+        console.print(f"Playbooks: {p.opened} tasks opened, {p.recovered} recovered")
 
 
 def run_import(

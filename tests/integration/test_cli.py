@@ -259,13 +259,23 @@ def test_playbooks_check_report_and_tasks_as_a_user_runs_them(db, tmp_path):
     assert any("b.yaml:5: due: not a duration: 'soon'" in line for line in lines)
     assert lines[-1].startswith("3 problem(s) in ")
     # scoring today opens tasks through the default playbooks; the report counts them
-    assert run("score", "--all", env=db).returncode == 0
-    report = run("playbooks", "report", "--json", env=db)
+    (tmp_path / "mine").mkdir()  # a set of one playbook that fires for every scored account
+    (tmp_path / "mine" / "all.yaml").write_text(
+        "name: Everyone\nwhen: {score_at_least: 0}\ntask: {title: 'Look at {account.name}'}\n"
+    )
+    mine = {**db, "HEALTHBOT_PLAYBOOKS": str(tmp_path / "mine")}
+    scored = run("score", "--all", env=mine)
+    assert scored.returncode == 0 and "Playbooks: 3 tasks opened" in scored.stdout
+    tasks = run("playbooks", "tasks", env=mine)
+    assert tasks.stdout.count("Look at") == 3 and "Acme Health" in tasks.stdout
+    report = run("playbooks", "report", "--json", env=mine)
     assert report.returncode == 0, report.stderr
     data = json.loads(report.stdout)
-    assert data["accounts"] == 3 and data["overall"]["tasks"] == sum(
-        p["tasks"] for p in data["playbooks"]
-    )
-    table = run("playbooks", "report", env=db)
+    assert data["accounts"] == 3 and data["overall"]["tasks"] == 3
+    assert [(p["playbook"], p["open"]) for p in data["playbooks"]] == [("Everyone", 3)]
+    table = run("playbooks", "report", env=mine)
     assert "saved" in table.stdout and "All playbooks" in table.stdout and "…" not in table.stdout
     assert run("playbooks", "report", "--since", "yesterday", env=db).returncode == 1
+    broken = run("score", "--all", env={**db, "HEALTHBOT_PLAYBOOKS": str(tmp_path / "pb")})
+    assert broken.returncode == 0  # the scores stand; the playbooks say why they did not run
+    assert "playbooks not run: " in broken.stdout and "healthbot playbooks check" in broken.stdout
