@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -226,3 +227,18 @@ def test_app_home_and_the_brief_list_the_open_tasks(slack, pg_engine):
     (brief,) = answer(fake, rid)
     shown = json.dumps(brief["blocks"], ensure_ascii=False)
     assert "*Open tasks*" in shown and "Check in with Acme Corp" in shown
+
+
+def test_a_playbooks_alert_channel_hears_once_about_each_task_it_opens(slack, pg_engine):
+    fake, _url, settings = slack
+    alerting = book("high")
+    alerting = PlaybookSet(
+        (replace(alerting.playbooks[0], alert_channel="CALERTS"),), team=alerting.team
+    )
+    open_tasks(pg_engine, alerting, NOON_NY)
+    first = deliver_tasks(pg_engine, settings, now=NOON_NY)
+    (alert,) = dms(fake, "CALERTS")
+    assert first.alerts == 1 and "Check in with Acme Corp" in json.dumps(alert["blocks"])
+    assert "dana@x.test" in json.dumps(alert["blocks"])  # who has it
+    deliver_tasks(pg_engine, settings, now=NOON_NY + timedelta(minutes=1))
+    assert len(dms(fake, "CALERTS")) == 1
