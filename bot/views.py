@@ -303,17 +303,23 @@ def digest_blocks(
     return blocks
 
 
-def rollup_blocks(by_owner: dict[str, Sequence[AccountLine]], *, day: date) -> list[Block]:
-    """The managers' roll-up: per CSM, how many accounts need attention and the ARR at stake."""
+def rollup_blocks(
+    by_owner: dict[str, Sequence[AccountLine]], *, day: date, playbooks: str = ""
+) -> list[Block]:
+    """The managers' roll-up: per CSM, how many accounts need attention and the ARR at stake;
+    `playbooks`: a line of what the playbooks achieved (save rate, overdue tasks)."""
     rows = sorted(by_owner.items(), key=lambda kv: -sum(x.arr or 0 for x in kv[1]))
     text = "\n".join(
         f"*{esc(owner)}*: {len(lines)} accounts · {money(sum(x.arr or 0 for x in lines))} at stake"
         for owner, lines in rows[:40]
     )
-    return [
+    blocks: list[Block] = [
         HeaderBlock(text=f"Accounts needing attention · {day:%d %b}"),
         SectionBlock(text=_md(text[:3000] or "No account needs attention today.")),
     ]
+    if playbooks:
+        blocks.append(ContextBlock(elements=[_md(playbooks)]))
+    return blocks
 
 
 def home_view(

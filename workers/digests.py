@@ -6,7 +6,7 @@ is claimed before the post, and given back when the post fails, to be retried)."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -20,6 +20,8 @@ from health.models import Account
 from health.repo import chunked
 from health.sentiment import stale_by_owner
 from health.settings import Settings
+from playbooks.reads import report_inputs
+from playbooks.report import playbook_report
 
 HOUR = 9  # local time the digest goes out
 
@@ -72,11 +74,29 @@ def send_digests(engine: Engine, settings: Settings, *, now: datetime) -> Digest
         text = f"{len(lines)} accounts need you" if lines else "Sentiment to refresh"
         _deliver(engine, client, report, uid, when, views.as_dicts(blocks), text)
     if settings.slack_digest_channel and now.hour >= HOUR:
-        blocks = views.as_dicts(views.rollup_blocks(by_owner, day=now.date()))
+        blocks = views.as_dicts(
+            views.rollup_blocks(by_owner, day=now.date(), playbooks=playbook_line(engine, now))
+        )
         channel = settings.slack_digest_channel
         _deliver(engine, client, report, channel, now, blocks, "Accounts needing attention",
                  recipient=f"channel:{channel}")  # fmt: skip
     return report
+
+
+def playbook_line(engine: Engine, now: datetime) -> str:
+    """Save rate and overdue tasks over the last 180 days, for the managers."""
+    with session_scope(engine) as session:
+        tasks, green = report_inputs(session, since=now - timedelta(days=180))
+    if not tasks:
+        return ""
+    _rows, m = playbook_report(tasks, green, now)
+    saved = f"{m.save_rate:.0%} of {m.save_cases}" if m.save_rate is not None else "—"
+    overdue = f"{m.overdue_rate:.0%}" if m.overdue_rate is not None else "—"
+    return (
+        f":clipboard: Playbooks, last 180 days: {m.tasks} tasks, {m.open} open · "
+        f"saved (red → green in 90 days) {saved} · overdue {overdue} · "
+        "`healthbot playbooks report` has the detail"
+    )
 
 
 def _deliver(engine, client, report, channel, when, blocks, text, *, recipient=None) -> None:

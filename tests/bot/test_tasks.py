@@ -242,3 +242,15 @@ def test_a_playbooks_alert_channel_hears_once_about_each_task_it_opens(slack, pg
     assert "dana@x.test" in json.dumps(alert["blocks"])  # who has it
     deliver_tasks(pg_engine, settings, now=NOON_NY + timedelta(minutes=1))
     assert len(dms(fake, "CALERTS")) == 1
+
+
+def test_the_managers_rollup_says_what_the_playbooks_achieved(slack, pg_engine):
+    from workers.digests import send_digests
+
+    fake, _url, settings = slack
+    open_tasks(pg_engine, book(), NOON_NY)  # due in 24 h: overdue by the next day's digest
+    settings = settings.model_copy(update={"slack_digest_channel": "CMGR"})
+    send_digests(pg_engine, settings, now=NOON_NY + timedelta(hours=25))
+    (rollup,) = dms(fake, "CMGR")
+    line = json.dumps(rollup["blocks"])
+    assert "Playbooks, last 180 days: 4 tasks, 4 open" in line and "overdue 100%" in line
