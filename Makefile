@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/writeback.py
 	$(BIN)/python bench/slack.py
-	$(BIN)/python bench/playbooks.py
+	$(BIN)/python bench/playbook_engine.py
 
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

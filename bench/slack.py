@@ -10,6 +10,9 @@ reaching the fake's response_url. The product code is not changed: the functions
 calls are wrapped to time its stages (exclusive): queue = sent -> listener started (Bolt holds
 the HTTP ack until then), lookup = resolve_account, read = brief_message less Block Kit, blocks
 = bot.views, other = the rest of answer(), post = answer returned -> arrival.
+With --app-process the app runs as the product does, in its own process (`python -m bot`,
+the Procfile's web), so it shares no interpreter with the fake Slack and the callers; only ack
+and total are timed then.
 Progress on stderr; the last stdout line is JSON.
 """
 
@@ -150,7 +153,9 @@ def command(fake, http, url: str, text: str, expect: str | None) -> dict | str:
         return f"answer {arrived.get(rid, (0, 'missing'))[1]}"
     if problem := check(fake.responses[rid][0], expect):
         return problem
-    rec, at = stage_log.pop(uid), arrived[rid][0]
+    rec, at = stage_log.pop(uid, None), arrived[rid][0]
+    if rec is None:  # the app in its own process: no stage times
+        rec = {"start": sent, "end": at}
     rec.update(ack=acked - sent, queue=rec["start"] - sent, post=at - rec["end"], total=at - sent)
     return rec
 
@@ -183,6 +188,37 @@ def run(fake, url: str, jobs: list, concurrency: int, label: str) -> tuple[list,
     return results, errors
 
 
+class _Process:
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    def shutdown(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def app_process(settings: Settings, database_url: str) -> tuple[_Process, str]:
+    """`python -m bot` on a free port, configured like `settings`; waits until it listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port)}
+    env |= {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET}
+    env |= {"SLACK_API_URL": settings.slack_api_url, "SALESFORCE_INSTANCE_URL": "https://x.test"}
+    proc = subprocess.Popen([sys.executable, "-m", "bot"], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return _Process(proc), f"http://127.0.0.1:{port}{PATH}"
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the app process did not start listening in 60 s")
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return round(1000 * xs[min(len(xs) - 1, int(q * len(xs)))], 1) if xs else 0.0
@@ -196,6 +232,7 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=100_000, help="bench/score.py --accounts")
     ap.add_argument("--url", default=score.ADMIN_URL, help="admin URL of the server to use")
     ap.add_argument("--db", default=score.DB)
+    ap.add_argument("--app-process", action="store_true", help="the app in its own process")
     args = ap.parse_args()
     url = make_url(args.url).set(database=args.db).render_as_string(hide_password=False)
     if not score.reusable(url, args.accounts):
@@ -211,10 +248,13 @@ def main() -> None:
             slack_api_url=fake.url,
             salesforce_instance_url="https://x.test",
         )
-        app = build_app(settings, engine=engine, model=load_model(DEFAULT_MODEL_PATH))
-        server = make_server(app, "127.0.0.1", 0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        target = f"http://127.0.0.1:{server.server_address[1]}{PATH}"
+        if args.app_process:
+            server, target = app_process(settings, url)
+        else:
+            app = build_app(settings, engine=engine, model=load_model(DEFAULT_MODEL_PATH))
+            server = make_server(app, "127.0.0.1", 0)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            target = f"http://127.0.0.1:{server.server_address[1]}{PATH}"
         instrument(fake)
         say(f"warm-up: {args.warmup} requests")
         warm = queries(args.warmup, args.accounts, rng)
@@ -239,6 +279,7 @@ def main() -> None:
         say(f"{s:7} {pct(xs, 0.5):8.1f} {pct(xs, 0.99):8.1f} | {slow_ms:8.1f}")
     totals, acks = [r["total"] for r in results], [r["ack"] for r in results]
     result = {"accounts": args.accounts, "requests": len(jobs), "concurrency": args.concurrency}
+    result["app"] = "own process" if args.app_process else "this process (stages timed)"
     result |= {"p50_ms": pct(totals, 0.5), "p99_ms": pct(totals, 0.99), "max_ms": pct(totals, 1)}
     result |= {"ack_p99_ms": pct(acks, 0.99), "errors": len(errors)}
     result |= {"requests_per_s": round(len(jobs) / wall, 1), "stages_ms": stages}

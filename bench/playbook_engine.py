@@ -1,6 +1,9 @@
 """Benchmark the playbooks: evaluate the default set for N score changes, statements counted.
 
-    python bench/playbooks.py [--changes N] [--batch B] [--url PG_ADMIN_URL]
+    python bench/playbook_engine.py [--changes N] [--batch B] [--url PG_ADMIN_URL]
+
+(Not bench/playbooks.py: a script's directory comes first on sys.path, so that name would hide
+the `playbooks` package from every benchmark here.)
 
 A scratch PostgreSQL database (dropped afterwards) gets N accounts, each with one score
 change today (tiers spread as a real book: most healthy, some entering at risk or critical),
@@ -12,20 +15,14 @@ engine: they must not grow with N (a fixed number per batch). Progress on stderr
 stdout line is JSON.
 """
 
-# ruff: noqa: E402 - the path fix below must run before the imports
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)  # this file shares its name with the package it measures
 
 import argparse
 import json
 import math
 import random
 import resource
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
