@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
@@ -25,14 +24,14 @@ from cli.demo_sync import (
     sync_sandbox_apis,
     write_to_crms,
 )
-from cli.render import at_risk_table, brief_panel, portfolio_table
+from cli.render import at_risk_table, brief_panel, portfolio_table, progress_bar
 from connectors.registry import configured_sinks
 from connectors.sandbox.portfolio import Portfolio, generate_portfolio
+from health.backfill import backfill_scores
 from health.briefs import account_brief, portfolio
 from health.db import make_engine, session_scope
 from health.migrate import upgrade
 from health.models import Account
-from health.replay import backfill
 from health.scoring.model import ScoringModel
 from health.settings import Settings
 
@@ -57,17 +56,6 @@ class DemoContext:
 DemoStep = Callable[[DemoContext], None]
 
 
-def progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("  {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
 def fresh_database(ctx: DemoContext) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{ctx.db_path}{suffix}").unlink(missing_ok=True)
@@ -85,12 +73,12 @@ def build_portfolio(ctx: DemoContext) -> None:
 
 def score_history(ctx: DemoContext) -> None:
     start = ctx.end - timedelta(days=ctx.days - 1)
-    with progress(ctx.console) as bar:
+    with progress_bar(ctx.console) as bar:
         with session_scope(ctx.engine) as session:  # customers in both CRMs are one account
             live = select(func.count()).where(Account.deleted_at.is_(None))
             total = session.execute(live).scalar_one()
         task = bar.add_task("scoring accounts, day by day", total=total)
-        report = backfill(
+        report = backfill_scores(
             ctx.engine,
             ctx.model,
             start=start,

@@ -82,11 +82,41 @@ def score(
     account: Annotated[str | None, typer.Argument(help="Account name, domain or CRM id")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Rescore every account")] = False,
     day: Annotated[str | None, typer.Option(help="Scoring day, YYYY-MM-DD (default today)")] = None,
+    backfill: Annotated[
+        bool,
+        typer.Option(
+            "--backfill", help="Rebuild score history from stored observations, day by day"
+        ),
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="--backfill: first day (default: first observation)")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="--backfill: last day (default today)")] = None,
+    every: Annotated[
+        str, typer.Option(help="--backfill: granularity, e.g. 1d, 7d, 2w (default 1d)")
+    ] = "1d",
+    replace: Annotated[
+        bool, typer.Option("--replace", help="--backfill: recompute scores already stored")
+    ] = False,
 ) -> None:
-    """Score one account or all of them for a day."""
+    """Score one account or all of them for a day, or (--backfill) every day of the history."""
     from cli.sync import show_playbooks
     from workers.pipeline import score_accounts
 
+    if backfill:
+        from cli.backfill import run_backfill
+
+        run_backfill(
+            engine(),
+            get_settings(),
+            model(),
+            since=_parse_day(since, "--since") if since else None,
+            until=_parse_day(until, "--until") if until else None,
+            every=parse_every(every),
+            replace=replace,
+            console=out,
+        )
+        return
     if not all_ and not account:
         raise UserError("say which account to score, or --all for every account")
     when = _parse_day(day)
@@ -256,13 +286,26 @@ def db_upgrade() -> None:
     out.print(f"Database is up to date ({_safe_url()}).")
 
 
-def _parse_day(day: str | None) -> date:
+def _parse_day(day: str | None, option: str = "--day") -> date:
     if day is None:
         return datetime.now(UTC).date()
     try:
         return date.fromisoformat(day)
     except ValueError:
-        raise UserError(f"--day {day!r} is not a date: use YYYY-MM-DD") from None
+        raise UserError(f"{option} {day!r} is not a date: use YYYY-MM-DD") from None
+
+
+def parse_every(every: str) -> int:
+    """'7d', '2w' or '7' -> days."""
+    text = every.strip().lower()
+    unit = 7 if text.endswith("w") else 1
+    try:
+        days = int(text.rstrip("dw")) * unit
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise UserError(f"--every {every!r}: use a number of days or weeks, e.g. 7d or 2w")
+    return days
 
 
 def _safe_url() -> str:

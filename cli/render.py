@@ -5,7 +5,14 @@ from __future__ import annotations
 from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -145,6 +152,18 @@ def spinners(console: Console) -> Progress:
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
         console=console,
+    )
+
+
+def progress_bar(console: Console) -> Progress:
+    """A bar per long job (accounts scored, days replayed) with its count and elapsed time."""
+    return Progress(
+        TextColumn("  {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
 
 

@@ -56,7 +56,7 @@ def rescore(
     parts = [list(p) for p in chunked(sorted(set(ids)), batch_size)]
     if workers > 1 and len(parts) > 1 and engine.dialect.name == "postgresql":
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(workers, initializer=_init_rescore_worker, initargs=(engine,)) as pool:
+        with ctx.Pool(workers, initializer=init_worker, initargs=(engine,)) as pool:
             jobs = [(model, day, part, tuple(targets)) for part in parts]
             for part, (written, scored, statements) in zip(
                 parts, pool.imap(_rescore_job, jobs), strict=True
@@ -73,7 +73,7 @@ def rescore(
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """A batch allocates ~100 acyclic objects per account; cycle collections triggered by those
     allocations would scan every live object over and over (~40% of the scoring time). Plain
     reference counting frees them all the same."""
@@ -86,24 +86,32 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-_WORKER: dict = {}
+WORKER: dict = {}
 
 
-def _init_rescore_worker(engine: Engine) -> None:
+def init_worker(engine: Engine) -> None:
     engine.dispose(close=False)  # the parent's pooled connections stay the parent's
     gc.freeze()  # what the parent had is never garbage here: keep it out of collections
-    _WORKER["engine"], _WORKER["statements"] = engine, 0
+    WORKER["engine"], WORKER["statements"] = engine, 0
 
     def count(*_args) -> None:
-        _WORKER["statements"] += 1
+        WORKER["statements"] += 1
 
     event.listen(engine, "before_cursor_execute", count)
 
 
 def _rescore_job(job: tuple) -> tuple[WriteReport, int, int]:
-    before = _WORKER["statements"]
-    written, scored = _rescore_part(_WORKER["engine"], *job)
-    return written, scored, _WORKER["statements"] - before
+    (written, scored), statements = run_counted((_rescore_part, job))
+    return written, scored, statements
+
+
+def run_counted(job: tuple) -> tuple:
+    """In a process set up by `init_worker`: (function, args) -> (its result, the statements
+    it sent); the function is called with the worker's engine first."""
+    fn, args = job
+    before = WORKER["statements"]
+    result = fn(WORKER["engine"], *args)
+    return result, WORKER["statements"] - before
 
 
 def _rescore_part(
@@ -111,7 +119,7 @@ def _rescore_part(
 ) -> tuple[WriteReport, int]:
     """Score one batch of accounts (ids ascending) in one transaction. The collector resumes
     once the batch's objects are gone, so it has nothing of theirs to scan."""
-    with _gc_paused():
+    with gc_paused():
         return _score_part(engine, model, day, part, targets)
 
 

@@ -19,6 +19,7 @@ from connectors.base import ConnectorError
 from connectors.files.csv_import import CsvImport
 from connectors.registry import build_sink, build_source, configured_sinks, configured_sources
 from health import accounts
+from health.backfill import BackfillReport, backfill_scores, observed_days
 from health.db import session_scope
 from health.ingest import SyncReport, ingest
 from health.locks import exclusive
@@ -158,6 +159,42 @@ def recheck_tasks(engine: Engine, settings: Settings) -> ApplyReport:
 def sweep_tasks(engine: Engine, settings: Settings) -> ApplyReport:
     """Escalate overdue tasks and bring back snoozed ones (beat, every few minutes)."""
     return sweep_playbooks(engine, load_playbooks(settings.healthbot_playbooks), now=utcnow())
+
+
+def backfill_history(
+    engine: Engine,
+    settings: Settings,
+    model: ScoringModel,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    every: int = 1,
+    replace: bool = False,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> BackfillReport:
+    """Rebuild score history from stored observations (default: from the first observed day
+    to today), every `every` days; the newest score of each account is queued for the CRMs.
+    `on_start(accounts, days)` is told the size of the job before it starts."""
+    with session_scope(engine) as session:
+        first, accounts = observed_days(session=session)
+    end = until or today()
+    start = since or first or end
+    report = backfill_scores(
+        engine,
+        model,
+        start=start,
+        end=end,
+        every=every,
+        renewal_known_from=today(),
+        replace=replace,
+        workers=workers,
+        progress=progress,
+        targets=configured_sinks(settings),
+        on_start=on_start,
+    )
+    return report
 
 
 def flush_crm(
