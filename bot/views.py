@@ -103,6 +103,8 @@ def brief_blocks(
     ]
     if tasks:
         blocks.append(SectionBlock(text=_md(f"*Open tasks*\n{tasks}"[:3000])))
+    if b.history_gap:
+        blocks.append(ContextBlock(elements=[_md(esc(b.history_gap))]))
     if len(b.records) > 1:
         linked = " · ".join(f"{r['source']} {esc(r['id'])}" for r in b.records)
         blocks.append(ContextBlock(elements=[_md(f"Linked records: {linked}")]))

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from cli.backtest import backtest
 from cli.crm import crm_app
 from cli.doctor import doctor
 from cli.errors import UserError
@@ -42,6 +43,7 @@ accounts_app = typer.Typer(
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(playbooks_app, name="playbooks")
 app.command()(doctor)
+app.command()(backtest)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 

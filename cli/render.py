@@ -128,6 +128,8 @@ def brief_panel(b: Brief) -> Panel:
     parts += [Text(""), Text(line.reason), Text(""), comps]
     if b.history:
         parts += [Text(""), Text(f"Last {len(b.history)} days  {sparkline(b.history)}")]
+    if b.history_gap:
+        parts.append(Text(b.history_gap, style="yellow"))
     if b.changes:
         moves = "; ".join(
             f"{c['on']} {TIER_LABELS.get(c['from'] or '', '—')} → {TIER_LABELS[c['to']]}"

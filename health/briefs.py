@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from health.identity import records_of
-from health.models import Account, Outcome, Score, ScoreChange, SyncState
+from health.models import Account, Observation, Outcome, Score, ScoreChange, SyncState
 from health.score_history import scores_as_of
 from health.scoring.model import TIERS, ScoringModel
 
@@ -71,6 +71,7 @@ class Brief:
     changes: list[dict] = field(default_factory=list)
     outcomes: list[dict] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)  # the CRM records it links
+    history_gap: str | None = None  # observations older than the score history: how to fill
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -128,6 +129,23 @@ def nearest_names(*, session: Session, name: str, n: int = 3) -> list[str]:
 def freshness(*, session: Session) -> dict[str, datetime]:
     """When each source last synced (what a brief's "data as of" line shows)."""
     return dict(session.execute(select(SyncState.source, SyncState.updated_at)).all())
+
+
+BACKFILL_HINT_DAYS = 14  # observations this much older than the first score: say so
+
+
+def history_gap(*, session: Session, account_id: int, first_score: date) -> str | None:
+    """When the account's observations go back well before its first stored score (a history
+    imported at once), what the trend and sparkline are missing and how to fill them."""
+    first = session.scalar(
+        select(func.min(Observation.observed_at)).where(Observation.account_id == account_id)
+    )
+    if first is None or (first_score - first.date()).days < BACKFILL_HINT_DAYS:
+        return None
+    return (
+        f"Score history starts {first_score}, but observations go back to {first.date()}: "
+        "run `healthbot score --backfill` to fill the trend and sparkline."
+    )
 
 
 def account_brief(*, session: Session, account: Account, model: ScoringModel) -> Brief | None:
@@ -214,4 +232,9 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
             {"source": r.source, "id": r.external_id, "linked_by": r.linked_by, "name": r.name}
             for r in records_of(session=session, account_ids=[account.id]).get(account.id, [])
         ],
+        history_gap=history_gap(
+            session=session, account_id=account.id, first_score=scores[-1].score_date
+        )
+        if len(scores) < 90
+        else None,
     )
