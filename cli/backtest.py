@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.errors import UserError
-from health.calibration import fit_report, model_yaml, shadow_report
 from health.db import make_engine, session_scope
 from health.scoring.model import load_model
 from health.settings import get_settings
@@ -56,6 +55,8 @@ def backtest(
     }
     if write and not fit:
         raise UserError("--write saves a fitted model: use it with --fit")
+    from health.calibration import fit_report, model_yaml, shadow_report
+
     engine = make_engine(settings.database_url)
     with session_scope(engine) as session:
         if shadow:

@@ -1,0 +1,115 @@
+"""A history from CSV alone (accounts, daily observations, outcomes; no CRM) imported, then
+backfilled and backtested with the commands a user runs: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import func, select
+
+from cli.main import main
+from health.db import make_engine, session_scope
+from health.migrate import upgrade
+from health.models import Observation, Outcome
+from tests.history import history
+
+
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch) -> dict:
+    url = f"sqlite:///{tmp_path / 'csv.db'}"
+    upgrade(make_engine(url))
+    monkeypatch.setenv("DATABASE_URL", url)
+    return {"DATABASE_URL": url}
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """`healthbot ARGS` in this process (the same `main()`, exit code and output), sparing an
+    interpreter start per command."""
+
+    def invoke(*args: str, env: dict) -> Done:
+        monkeypatch.setattr(sys, "argv", ["healthbot", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return Done(code, captured.out, captured.err)
+
+    return invoke
+
+
+def test_csv_history_is_backfilled_and_backtested(env, run, tmp_path):
+    paths = history(24, days=200).write_csv(tmp_path)
+    with paths["observations"].open("a") as f:
+        f.write("H001,active_users,31/02/2026,5\n")  # a malformed row: the rest lands
+    with paths["outcomes"].open("a") as f:
+        f.write("H002,lost,2026-09-01\n")
+    said = {}
+    for kind in ("accounts", "observations", "outcomes"):
+        done = run("import", kind, str(paths[kind]), env=env)
+        assert done.returncode == 0, done.stderr
+        said[kind] = _flat(done.stdout)
+    lines = sum(1 for _ in paths["observations"].open())
+    assert f"line {lines}: unparsable date '31/02/2026' in observed_at" in said["observations"]
+    assert "unknown kind 'lost'" in said["outcomes"]
+    with session_scope(make_engine(env["DATABASE_URL"])) as s:
+        assert s.scalar(select(func.count()).select_from(Observation)) == lines - 2  # header
+        assert s.scalar(select(func.count()).select_from(Outcome)) == 24
+
+    too_early = run("backtest", "--lead-days", "30", env=env)
+    assert too_early.returncode == 1
+    assert "had no score 30 days before: run `healthbot score --backfill`" in too_early.stderr
+    done = run("score", "--backfill", "--every", "7d", "--until", "2026-10-31", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Backfilled" in done.stdout and "24 accounts over 29 days" in done.stdout
+    assert "without the renewal date" in _flat(done.stdout)
+
+    html = tmp_path / "report.html"
+    done = run("backtest", "--lead-days", "30", "--json", "--html", str(html), env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for key in ("outcomes", "churned", "auc", "precision", "recall", "f1", "accuracy", "bands",
+                "segments", "model_version"):  # fmt: skip
+        assert key in report, key
+    assert report["outcomes"] == 24 and report["churned"] == 12 and report["auc"] >= 0.8
+    page = html.read_text()
+    assert (
+        "<svg" in page
+        and "ROC curve" in page
+        and "Calibration" in page
+        and "http" not in (page.replace("http://www.w3.org/2000/svg", ""))
+    )
+    done = run("backtest", "--lead-days", "30", env=env)
+    assert done.returncode == 0 and "Retention by score band" in done.stdout
+    model = tmp_path / "fitted.yaml"
+    done = run("backtest", "--fit", "--lead-days", "30", "--write", str(model), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Current" in done.stdout and "Proposed" in done.stdout
+    shadow = run("backtest", "--shadow", str(model), "--lead-days", "30", "--json", env=env)
+    assert shadow.returncode == 0, shadow.stderr
+    assert json.loads(shadow.stdout)["candidate"]["model_version"].startswith(
+        report["model_version"] + "-fit-"
+    )
+
+
+def test_usage_errors(env, run):
+    assert run("backtest", "--write", "x.yaml", env=env).returncode == 1
+    bad = run("score", "--backfill", "--every", "soon", env=env)
+    assert bad.returncode == 1 and "--every 'soon'" in bad.stderr
+    assert run("backtest", "--lead-days", "zero", env=env).returncode == 2
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
