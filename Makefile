@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/writeback.py
 	$(BIN)/python bench/slack.py
 	$(BIN)/python bench/playbook_engine.py
+	$(BIN)/python bench/backtest.py
 
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

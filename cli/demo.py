@@ -142,6 +142,37 @@ def show_portfolio(ctx: DemoContext) -> None:
             ctx.console.print(brief_panel(brief))
 
 
+def backtest_step(ctx: DemoContext) -> None:
+    """What `healthbot backtest` and `backtest --fit` say about the sandbox's renewals."""
+    from health.backtest_read import backtest_report
+    from health.calibration import fit_report
+
+    with session_scope(ctx.engine) as session:
+        r = backtest_report(session=session, lead_days=90)
+        fit, _ = fit_report(session=session, model=ctx.model, lead_days=90)
+    if r["problem"]:
+        ctx.console.print(f"  Cannot backtest yet: {r['problem']}")
+        return
+    pct = lambda v: "—" if v is None else f"{v:.0%}"  # noqa: E731
+    ctx.console.print(
+        f"  {r['outcomes']} renewals ({r['churned']} churned), each against its score 90 days "
+        f"before: [bold]AUC {r['auc']:.2f}[/bold] for model {r['model_version']} "
+        f"(0.5 = chance); at risk or critical as the churn flag: precision "
+        f"{pct(r['precision'])}, recall {pct(r['recall'])}"
+    )
+    bands = " · ".join(f"{b['band']} {pct(b['retention'])}" for b in r["bands"] if b["outcomes"])
+    ctx.console.print(f"  Retention by score band: {bands}")
+    if fit["problem"]:
+        ctx.console.print(f"  No fit: {fit['problem']}")
+        return
+    auc = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+    ctx.console.print(
+        f"  Fitted weights (`healthbot backtest --fit`), judged on the {fit['held_out']} later "
+        f"renewals it never saw: [bold]AUC {auc(fit['proposed']['auc'])}[/bold] against "
+        f"{auc(fit['current']['auc'])} for the current model on the same renewals"
+    )
+
+
 def crm_page(ctx: DemoContext) -> None:
     if ctx.shown_account is not None:
         show_crm_fields(ctx, ctx.shown_account)
@@ -164,6 +195,7 @@ STEPS: list[tuple[str, DemoStep]] = [
     ("Score every account, every day", score_history),
     ("Playbooks over the year: the tasks they open, what they achieve", playbooks_over_history),
     ("Your portfolio", show_portfolio),
+    ("Does the score predict renewals? (`healthbot backtest`)", backtest_step),
     ("One pass of the pipeline (`healthbot run`): scores onto the CRM pages", write_to_crms),
     ("What the account page shows in the CRM", crm_page),
     ("In Slack: the brief, the morning digest, the task DM", slack_views),

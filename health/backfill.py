@@ -206,10 +206,15 @@ def replay(
     histories: list[dict[date, SimpleNamespace]] = [{} for _ in range(n)]
     last: list[SimpleNamespace | None] = [None] * n
     rows, previous = [], {}
+    grid_days = set(days)
     for k, d in enumerate(days):
         now = day_end(d)
+        # the grid days a score 30 (90) days back may come from, newest first
+        back30, back90 = ([d - timedelta(days=b) for b in range(ago, ago + 8)] for ago in (30, 90))
+        back30 = [x for x in back30 if x in grid_days]
+        back90 = [x for x in back90 if x in grid_days]
         priors = [
-            prior_state(last[i], near(histories[i], d, 30), near(histories[i], d, 90))
+            prior_state(last[i], _first(histories[i], back30), _first(histories[i], back90))
             for i in range(n)
         ]
         results = score_columns(
@@ -237,10 +242,11 @@ def replay(
     return rows, previous
 
 
-def near(history: dict, day: date, ago: int):
-    """The score `ago` days before `day`, or the newest of the week before that."""
-    for back in range(ago, ago + 8):
-        hit = history.get(day - timedelta(days=back))
+def _first(history: dict, days: list[date]):
+    """The score of the first of `days` the history has (a score `ago` days back, or the
+    newest of the week before that: `health.score_history.HISTORY`)."""
+    for day in days:
+        hit = history.get(day)
         if hit is not None:
             return hit
     return None

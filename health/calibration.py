@@ -42,13 +42,13 @@ def shadow_report(
 ) -> dict:
     """Both models scored from the observations at each outcome's lead day, side by side."""
     rows = outcomes(session=session, lead_days=lead_days, since=since, until=until, segment=segment)
+    a = lead_scores(session=session, model=current, rows=rows)
+    b = lead_scores(session=session, model=candidate, rows=rows)
     return {
         "lead_days": lead_days,
         "outcomes_in_range": len(rows),
-        "current": summary(lead_scores(session=session, model=current, rows=rows).cases, current),
-        "candidate": summary(
-            lead_scores(session=session, model=candidate, rows=rows).cases, candidate
-        ),
+        "current": summary(a.cases, current),
+        "candidate": summary(b.cases, candidate),
     }
 
 
@@ -94,8 +94,7 @@ def fit_report(
     proposal = proposed_model(
         model, fit.weights, version=f"{model.version}-fit-{split.cutoff.isoformat()}"
     )
-    held_rows = [scored.rows[i] for i in split.held_out]
-    held = lead_scores(session=session, model=proposal, rows=held_rows)
+    held = scored.rescored(proposal, split.held_out)  # the proposal reads a subset
     before = shares(model)
     out.update(
         {

@@ -148,3 +148,23 @@ def seed_more(engine, n: int) -> None:
             batch=Batch(accounts=accounts, observations=obs),
             now=datetime.now(UTC),
         )
+
+
+def test_the_brief_says_when_observations_predate_the_score_history(engine):
+    from health.briefs import account_brief
+
+    seed(engine, n_accounts=1, days=120)
+    rescore(engine, MODEL, day=DAY)
+    with session_scope(engine) as s:
+        account = s.exec(select(Account)).scalars().one()
+        brief = account_brief(session=s, account=account, model=MODEL)
+    assert brief.history == [brief.line.total]  # one score: a one-day sparkline
+    first = (DAY - timedelta(days=119)).isoformat()
+    assert brief.history_gap == (
+        f"Score history starts {DAY}, but observations go back to {first}: "
+        "run `healthbot score --backfill` to fill the trend and sparkline."
+    )
+    backfill_scores(engine, MODEL, start=DAY - timedelta(days=119), end=DAY, every=7)
+    with session_scope(engine) as s:
+        brief = account_brief(session=s, account=account, model=MODEL)
+    assert brief.history_gap is None and len(brief.history) == 18
