@@ -20,23 +20,20 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import multiprocessing
 import os
 import random
 import resource
-import sys
 import time
 from datetime import date, timedelta
 
 import psycopg
-from score import WORKER_HWM, progress_line, recreate_db, say, set_session, vacuum
+from score import WORKER_HWM, fresh_database, in_child, progress_line, recreate_db, say, vacuum
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from health.backfill import backfill_scores
 from health.backtest_read import backtest_report
-from health.db import make_engine, session_scope
-from health.migrate import upgrade
+from health.db import session_scope
 from health.scoring.model import load_model
 from health.settings import get_settings
 
@@ -163,17 +160,9 @@ def main() -> None:
     url = make_url(args.url).set(database=args.db).render_as_string(hide_password=False)
     model = load_model(get_settings().healthbot_model)
     say(f"creating {args.db} ({n} accounts x {days} days, weekly usage rows)")
-    recreate_db(args.url, args.db)
-    engine = make_engine(url)
-    event.listen(engine, "connect", set_session)
-    upgrade(engine)
-    engine.dispose()  # no pooled connection crosses the fork
+    engine = fresh_database(args.url, args.db, url)
     t = time.perf_counter()
-    child = multiprocessing.get_context("fork").Process(target=load, args=(url, n, days))
-    child.start()
-    child.join()
-    if child.exitcode:
-        sys.exit(f"loading failed (exit {child.exitcode})")
+    in_child(load, url, n, days)
     obs = vacuum(url)
     load_seconds = time.perf_counter() - t
     say(f"loaded {obs:,} observations in {load_seconds:.1f}s (untimed)")

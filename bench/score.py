@@ -73,6 +73,26 @@ def recreate_db(admin_url: str, db: str, *, drop_only: bool = False) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
 
 
+def fresh_database(admin_url: str, db: str, url: str):
+    """(Re)create `db`, migrate it, and return its engine (SESSION settings on every
+    connection; nothing pooled, so no connection crosses a fork)."""
+    recreate_db(admin_url, db)
+    engine = make_engine(url)
+    event.listen(engine, "connect", set_session)
+    upgrade(engine)
+    engine.dispose()
+    return engine
+
+
+def in_child(target, *args) -> None:
+    """Run `target(*args)` in a forked process (loading: its memory goes with it)."""
+    child = multiprocessing.get_context("fork").Process(target=target, args=args)
+    child.start()
+    child.join()
+    if child.exitcode:
+        sys.exit(f"loading failed (exit {child.exitcode})")
+
+
 def account_rows(n: int, rng: random.Random) -> tuple[list[str], list[tuple]]:
     """COPY lines for the account table, and per account the parameters its series follow."""
     lines, params = [], []
@@ -311,17 +331,9 @@ def main() -> None:
         obs = vacuum(url, "score, scorechange, outboxitem")
     else:
         say(f"creating {args.db} ({n} accounts x {DAYS} days)")
-        recreate_db(args.url, args.db)
-        engine = make_engine(url)
-        event.listen(engine, "connect", set_session)
-        upgrade(engine)
-        engine.dispose()  # no pooled connection crosses the fork
+        engine = fresh_database(args.url, args.db, url)
         say("loading with COPY (child process)")
-        child = multiprocessing.get_context("fork").Process(target=load, args=(url, n))
-        child.start()
-        child.join()
-        if child.exitcode:
-            sys.exit(f"loading failed (exit {child.exitcode})")
+        in_child(load, url, n)
         say("VACUUM ANALYZE")
         obs = vacuum(url)
         if not args.no_history:

@@ -204,6 +204,11 @@ def _show_fit(r: dict, write: Path | None) -> None:
         f"time-CV AUC {_f(r['cv_auc'], '.3f')}); judged on {r['held_out']} later outcomes "
         f"whose lead day came after every training outcome."
     )
+    if r["cv_auc"] is None:
+        out.print(
+            "  No cross-validation fold had outcomes settled a lead time before it (the history "
+            "is short): the proposal stays close to the current model."
+        )
     _side_by_side(r, "current", "proposed")
     weights = Table(title="Weights (share of the score)", title_justify="left")
     for col in ("Component / metric", "Current", "Proposed"):

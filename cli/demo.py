@@ -105,7 +105,7 @@ def playbooks_over_history(ctx: DemoContext) -> None:
     book = load_playbooks(ctx.settings.healthbot_playbooks if ctx.settings else None)
     start = ctx.end - timedelta(days=ctx.days - 1)
     days = [start + timedelta(days=i) for i in range(ctx.days)]
-    with progress(ctx.console) as bar:
+    with progress_bar(ctx.console) as bar:
         task = bar.add_task("playbooks, day by day", total=len(days))
         report = replay_playbooks(
             ctx.engine, book, days=days, progress=lambda n: bar.update(task, advance=n)

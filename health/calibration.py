@@ -84,18 +84,19 @@ def fit_report(
         )
         return out, None
     train = split.train
+    before = shares(model)
     fit = fit_weights(
         scored.metric_scores[train],
         y[train],
         [dates[i] for i in train],
         scored.metric_keys,
         lead_days=lead_days,
+        current=[before[k] for k in scored.metric_keys],
     )
     proposal = proposed_model(
         model, fit.weights, version=f"{model.version}-fit-{split.cutoff.isoformat()}"
     )
     held = scored.rescored(proposal, split.held_out)  # the proposal reads a subset
-    before = shares(model)
     out.update(
         {
             "train": len(train),

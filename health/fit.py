@@ -23,7 +23,7 @@ from sklearn.model_selection import TimeSeriesSplit
 
 from health.scoring.model import ScoringModel, parse_model
 
-PENALTIES = (0.001, 0.01, 0.1, 1.0)  # L2 strengths tried by cross-validation
+PENALTIES = (0.001, 0.01, 0.1, 1.0, 10.0)  # L2 strengths tried by cross-validation
 MIN_SHARE = 0.5  # a metric below this share of 100 is dropped from the proposal
 
 
@@ -69,10 +69,15 @@ def features(scores: np.ndarray, fill: np.ndarray | None = None) -> tuple[np.nda
     return np.where(np.isnan(x), fill, x), fill
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, penalty: float, anchor: np.ndarray | None = None
+) -> np.ndarray:
     """Weights w >= 0 (and an intercept) of P(churn) = sigmoid(b - x @ w), minimising the mean
-    log loss plus penalty * |w|^2 (L-BFGS-B with bounds)."""
+    log loss plus penalty * |w - anchor|^2 (L-BFGS-B with bounds). The anchor is the current
+    model's weights on the same scale: a strong penalty keeps the current model, and only
+    what the outcomes show moves the proposal away from it."""
     n, m = x.shape
+    anchor = np.zeros(m) if anchor is None else anchor
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:m], theta[m]
@@ -80,13 +85,21 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
         p = 1 / (1 + np.exp(-z))
         ll = np.logaddexp(0, z) - y * z  # -log likelihood per outcome
         r = p - y
-        grad_w = -(x.T @ r) / n + 2 * penalty * w
-        return float(ll.mean() + penalty * w @ w), np.append(grad_w, r.mean())
+        d = w - anchor
+        grad_w = -(x.T @ r) / n + 2 * penalty * d
+        return float(ll.mean() + penalty * d @ d), np.append(grad_w, r.mean())
 
-    start = np.append(np.full(m, 0.1), 0.0)
+    start = np.append(np.maximum(anchor, 0.01), 0.0)
     bounds = [(0.0, None)] * m + [(None, None)]
     result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
     return result.x[:m]
+
+
+def anchored(x: np.ndarray, y: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """The current model's shares on the logistic scale of these outcomes: shares * k, with k
+    the fitted slope of churn on the current score alone."""
+    k = fit_logistic((x @ shares)[:, None], y, 0.0)[0]
+    return shares * max(k, 1e-6)
 
 
 def _auc(y: np.ndarray, health: np.ndarray) -> float | None:
@@ -100,15 +113,17 @@ def cross_validate(
     y: np.ndarray,
     occurred: Sequence[date],
     lead_days: np.ndarray | int,
+    shares: np.ndarray,
     *,
     folds: int = 4,
 ) -> tuple[float, float | None]:
-    """The penalty with the best mean validation AUC over time-ordered folds, and that AUC.
-    Rows must be in date order; each fold trains on outcomes settled before its validation
-    outcomes' first lead day."""
+    """The penalty with the best mean validation AUC over time-ordered folds, and that AUC
+    (no usable fold: the strongest penalty, i.e. the current model). Rows must be in date
+    order; each fold trains on outcomes settled before its validation outcomes' first lead
+    day."""
     days = np.array(occurred, dtype="datetime64[D]")
     lead = np.timedelta64(int(lead_days), "D")
-    best, best_auc = PENALTIES[-1], None
+    best, best_auc = PENALTIES[-1], None  # no evidence: stay with the current model
     splits = list(TimeSeriesSplit(n_splits=folds).split(x)) if len(x) > folds + 1 else []
     for penalty in PENALTIES:
         aucs = []
@@ -117,7 +132,7 @@ def cross_validate(
             if len(set(y[train].tolist())) < 2:
                 continue
             xt, fill = features(x[train])
-            w = fit_logistic(xt, y[train], penalty)
+            w = fit_logistic(xt, y[train], penalty, anchored(xt, y[train], shares))
             xv, _ = features(x[valid], fill)
             auc = _auc(y[valid], xv @ w)
             if auc is not None:
@@ -134,14 +149,17 @@ def fit_weights(
     metric_keys: Sequence[str],
     *,
     lead_days: int,
+    current: Sequence[float],
 ) -> Fit:
-    """Weights for the metrics from outcomes (rows in date order): cross-validated penalty,
-    then one fit on all of them. A fit that finds no signal keeps equal weights."""
-    penalty, cv_auc = cross_validate(scores, churned, occurred, lead_days)
+    """Weights for the metrics from outcomes (rows in date order), starting from and
+    regularised towards the `current` shares: cross-validated penalty, then one fit on all
+    of them. A fit that finds no signal keeps the current shares."""
+    shares = np.asarray(current, dtype=float) / max(sum(current), 1e-9)
+    penalty, cv_auc = cross_validate(scores, churned, occurred, lead_days, shares)
     x, _ = features(scores)
-    w = fit_logistic(x, churned, penalty)
+    w = fit_logistic(x, churned, penalty, anchored(x, churned, shares))
     if w.sum() <= 0:
-        w = np.ones_like(w)
+        w = shares
     shares = 100 * w / w.sum()
     return Fit(dict(zip(metric_keys, shares.round(2).tolist(), strict=True)), penalty, cv_auc)
 
