@@ -1,5 +1,5 @@
 """A history from CSV alone (accounts, daily observations, outcomes; no CRM) imported, then
-backfilled and backtested with the commands a user runs: a real process, real exit codes."""
+backfilled and backtested with the commands a user runs (`main()`, its exit codes and output)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,9 @@ class Done:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch) -> dict:
+def env(tmp_path) -> dict:
     url = f"sqlite:///{tmp_path / 'csv.db'}"
     upgrade(make_engine(url))
-    monkeypatch.setenv("DATABASE_URL", url)
     return {"DATABASE_URL": url}
 
 
@@ -38,6 +37,8 @@ def run(capsys, monkeypatch):
     interpreter start per command."""
 
     def invoke(*args: str, env: dict) -> Done:
+        for key, value in env.items():  # what a process started with `env` would read
+            monkeypatch.setenv(key, value)
         monkeypatch.setattr(sys, "argv", ["healthbot", *args])
         try:
             main()
