@@ -11,8 +11,10 @@ one in eight churns, its usage fading for 2-5 months before). Loading (COPY, unt
 reported apart. Timed: the backfill (`backfill_scores`, every `--every` days, `--workers`
 processes, changed newest scores queued for the CRMs) and the backtest at 90 days' lead.
 Progress on stderr; the last line on stdout is JSON: accounts, days, backfill_seconds,
-backtest_seconds, seconds (the two), load_seconds, peak_rss_mb (this process, plus each
-worker's peak in peak_rss_total_mb), queries (statements sent, the workers' too).
+backtest_seconds, seconds (the two), load_seconds, cpu_seconds (this process and its workers,
+whatever else the machine runs) and the load average at the start, peak_rss_mb (this
+process, plus each worker's peak in peak_rss_total_mb), queries (statements sent, the
+workers' too).
 """
 
 from __future__ import annotations
@@ -146,6 +148,13 @@ def load(url: str, n: int, days: int) -> None:
         conn.commit()
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the scoring workers): what the
+    run costs whatever else the machine does (PostgreSQL's own time is not in it)."""
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--accounts", type=int, default=25_000)
@@ -169,6 +178,7 @@ def main() -> None:
     counter = itertools.count()
     event.listen(engine, "before_cursor_execute", lambda *_: next(counter))
     load_avg = os.getloadavg()[0]
+    cpu = cpu_seconds()
     t = time.perf_counter()
     report = backfill_scores(
         engine,
@@ -191,6 +201,7 @@ def main() -> None:
         f"({result['churned']} churned), AUC {result['auc']}"
     )
     say(f"load average {load_avg:.1f} -> {os.getloadavg()[0]:.1f} (other work skews timings)")
+    cpu = cpu_seconds() - cpu
     queries = next(counter) + report.worker_statements
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     engine.dispose()
@@ -210,6 +221,8 @@ def main() -> None:
                 "backfill_seconds": round(backfill_seconds, 1),
                 "backtest_seconds": round(backtest_seconds, 1),
                 "seconds": round(backfill_seconds + backtest_seconds, 1),
+                "cpu_seconds": round(cpu, 1),
+                "load_average": round(load_avg, 1),
                 "peak_rss_mb": round(peak, 1),
                 "peak_rss_total_mb": round(peak + sum(WORKER_HWM.values()), 1),
                 "queries": queries,
