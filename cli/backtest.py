@@ -213,10 +213,11 @@ def _show_fit(r: dict, write: Path | None) -> None:
     weights = Table(title="Weights (share of the score)", title_justify="left")
     for col in ("Component / metric", "Current", "Proposed"):
         weights.add_column(col, justify="left" if col.startswith("Comp") else "right")
-    for key, w in r["components"].items():
-        weights.add_row(f"[bold]{key}[/bold]", f"{w['current']:g}", f"{w['proposed']:g}")
-    for key, w in r["weights"].items():
-        weights.add_row(f"  {key}", f"{w['current']:.1f}", f"{w['proposed']:.1f}")
+    for ckey, c in r["components"].items():
+        weights.add_row(f"[bold]{ckey}[/bold]", f"{c['current']:g}", f"{c['proposed']:g}")
+        for key, w in r["weights"].items():
+            if w["component"] == ckey:
+                weights.add_row(f"  {key}", f"{w['current']:.1f}", f"{w['proposed']:.1f}")
     out.print(weights)
     if write:
         out.print(f"Proposed model written to {write}: review it, then set HEALTHBOT_MODEL.")

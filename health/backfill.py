@@ -123,6 +123,7 @@ def backfill_scores(
 def _add(report, part, written: WriteReport, scored: int, kept: int, progress) -> None:
     report.kept += kept
     report.no_data += len(part) * report.days - scored - kept
+    written.change_ids = []  # history: no playbook acts on it, so none are kept
     report.add(written, scored=scored, accounts=len(part), progress=progress)
 
 

@@ -105,8 +105,13 @@ def fit_report(
             "penalty": fit.penalty,
             "cv_auc": None if fit.cv_auc is None else round(fit.cv_auc, 3),
             "weights": {
-                k: {"current": before.get(k, 0.0), "proposed": fit.weights.get(k, 0.0)}
-                for k in scored.metric_keys
+                k: {
+                    "component": ckey,
+                    "current": before.get(k, 0.0),
+                    "proposed": fit.weights.get(k, 0.0),
+                }
+                for ckey, comp in model.components.items()
+                for k in comp.metrics
             },
             "components": {
                 k: {

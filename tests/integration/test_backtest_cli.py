@@ -1,5 +1,5 @@
 """A history from CSV alone (accounts, daily observations, outcomes; no CRM) imported, then
-backfilled and backtested with the commands a user runs (`main()`, its exit codes and output)."""
+backfilled and backtested with the commands a user runs: real processes, real exit codes."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from health.db import make_engine, session_scope
 from health.migrate import upgrade
 from health.models import Observation, Outcome
 from tests.history import history
+from tests.integration.test_cli import run as run_process
 
 
 @dataclass
@@ -33,8 +34,8 @@ def env(tmp_path) -> dict:
 
 @pytest.fixture
 def run(capsys, monkeypatch):
-    """`healthbot ARGS` in this process (the same `main()`, exit code and output), sparing an
-    interpreter start per command."""
+    """`healthbot ARGS` in this process (the same `main()`, exit code and output): for usage
+    errors, which stop before any setting is read."""
 
     def invoke(*args: str, env: dict) -> Done:
         for key, value in env.items():  # what a process started with `env` would read
@@ -51,7 +52,8 @@ def run(capsys, monkeypatch):
     return invoke
 
 
-def test_csv_history_is_backfilled_and_backtested(env, run, tmp_path):
+def test_csv_history_is_backfilled_and_backtested(env, tmp_path):
+    """Real processes, as a user runs them (each reads its own environment)."""
     paths = history(24, days=200).write_csv(tmp_path)
     with paths["observations"].open("a") as f:
         f.write("H001,active_users,31/02/2026,5\n")  # a malformed row: the rest lands
@@ -59,7 +61,7 @@ def test_csv_history_is_backfilled_and_backtested(env, run, tmp_path):
         f.write("H002,lost,2026-09-01\n")
     said = {}
     for kind in ("accounts", "observations", "outcomes"):
-        done = run("import", kind, str(paths[kind]), env=env)
+        done = run_process("import", kind, str(paths[kind]), env=env)
         assert done.returncode == 0, done.stderr
         said[kind] = _flat(done.stdout)
     lines = sum(1 for _ in paths["observations"].open())
@@ -69,16 +71,16 @@ def test_csv_history_is_backfilled_and_backtested(env, run, tmp_path):
         assert s.scalar(select(func.count()).select_from(Observation)) == lines - 2  # header
         assert s.scalar(select(func.count()).select_from(Outcome)) == 24
 
-    too_early = run("backtest", "--lead-days", "30", env=env)
+    too_early = run_process("backtest", "--lead-days", "30", env=env)
     assert too_early.returncode == 1
     assert "had no score 30 days before: run `healthbot score --backfill`" in too_early.stderr
-    done = run("score", "--backfill", "--every", "7d", "--until", "2026-10-31", env=env)
+    done = run_process("score", "--backfill", "--every", "7d", "--until", "2026-10-31", env=env)
     assert done.returncode == 0, done.stderr
     assert "Backfilled" in done.stdout and "24 accounts over 29 days" in done.stdout
     assert "without the renewal date" in _flat(done.stdout)
 
     html = tmp_path / "report.html"
-    done = run("backtest", "--lead-days", "30", "--json", "--html", str(html), env=env)
+    done = run_process("backtest", "--lead-days", "30", "--json", "--html", str(html), env=env)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     for key in ("outcomes", "churned", "auc", "precision", "recall", "f1", "accuracy", "bands",
@@ -92,13 +94,13 @@ def test_csv_history_is_backfilled_and_backtested(env, run, tmp_path):
         and "Calibration" in page
         and "http" not in (page.replace("http://www.w3.org/2000/svg", ""))
     )
-    done = run("backtest", "--lead-days", "30", env=env)
+    done = run_process("backtest", "--lead-days", "30", env=env)
     assert done.returncode == 0 and "Retention by score band" in done.stdout
     model = tmp_path / "fitted.yaml"
-    done = run("backtest", "--fit", "--lead-days", "30", "--write", str(model), env=env)
+    done = run_process("backtest", "--fit", "--lead-days", "30", "--write", str(model), env=env)
     assert done.returncode == 0, done.stderr
     assert "Current" in done.stdout and "Proposed" in done.stdout
-    shadow = run("backtest", "--shadow", str(model), "--lead-days", "30", "--json", env=env)
+    shadow = run_process("backtest", "--shadow", str(model), "--lead-days", "30", "--json", env=env)
     assert shadow.returncode == 0, shadow.stderr
     assert json.loads(shadow.stdout)["candidate"]["model_version"].startswith(
         report["model_version"] + "-fit-"
