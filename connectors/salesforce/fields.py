@@ -16,6 +16,7 @@ from dataclasses import replace
 from connectors.salesforce.mapping import SOURCE, FieldMapping
 from health.records import SwitchedOff
 
+EXEC = "the exec_meeting signal (Tasks and Events still count as CSM touches)"
 # (object, mapping key) -> what is off without the field
 EFFECTS: dict[tuple[str, str], str] = {
     ("Account", "account.website"): "account domains (no matching of billing, usage or help-desk "
@@ -31,10 +32,8 @@ EFFECTS: dict[tuple[str, str], str] = {
     ("Case", "case.priority"): "the sev1_ticket signal",
     ("Case", "case.escalated"): "the escalation signal",
     ("Case", "case.satisfaction"): "the csat signal",
-    ("Task", "activity.executive"): "the exec_meeting signal (Tasks and Events still count as "
-    "CSM touches)",
-    ("Event", "activity.executive"): "the exec_meeting signal (Tasks and Events still count as "
-    "CSM touches)",
+    ("Task", "activity.executive"): EXEC,
+    ("Event", "activity.executive"): EXEC,
     ("Contact", "contact.champion"): "the champion_left signal (Contacts are not read)",
     ("Contact", "contact.left"): "champions marked as left (only deleted champions count)",
     ("Contact", "contact.left_date"): "departure dates (the Contact's SystemModstamp is used)",
