@@ -63,14 +63,15 @@ def link_records(
     now: datetime,
     primary: str,
     attach_only: bool = False,
-    unplaced: list[AccountRecord] | None = None,
+    unplaced: list[tuple[AccountRecord, str | None]] | None = None,
 ) -> tuple[int, set[int]]:
     """Store a batch of CRM records and link each to its account. Returns how many records
     were new or changed, and the accounts whose fields or records changed.
 
     `attach_only`: the records describe customers of accounts the CRMs hold (a billing
     system's customers): a new one that matches no account by cross-reference or domain gets no
-    account of its own; it is left out and appended to `unplaced`, for the caller to record.
+    account of its own; it is left out and appended to `unplaced` with why when it was
+    ambiguous (a domain on several accounts), for the caller to record.
     Several of them may share a domain, and a changed cross-reference never merges accounts."""
     by_key = {(r.source, r.external_id): r for r in records}  # the last word on a key wins
     stored = _records_by_key(session, list(by_key))
@@ -99,7 +100,7 @@ def link_records(
         touched |= _place(session, fresh, primary=primary, now=now, attach_only=attach_only)
         left_out = [r for r in fresh if not r.account_id]
         if unplaced is not None:
-            unplaced.extend(by_key[(r.source, r.external_id)] for r in left_out)
+            unplaced.extend((by_key[(r.source, r.external_id)], r.review) for r in left_out)
         fresh = [r for r in fresh if r.account_id]
     if moved:  # a cross-reference that joins two existing accounts merges them
         targets = _records_by_external_id(session, [ref for _, ref in moved])

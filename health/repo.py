@@ -158,7 +158,7 @@ def store_batch(
             attach_only=batch.attach_only,
             unplaced=unplaced,
         )
-        report.no_account = [no_account(r) for r in unplaced]
+        report.no_account = [no_account(r, why) for r, why in unplaced]
         errors += report.no_account
         report.errors += len(unplaced)
         report.upserted += n_changed
@@ -245,10 +245,14 @@ def store_batch(
     return report
 
 
-def no_account(rec: AccountRecord) -> RecordError:
-    """The sync error of a customer (attach_only) that matches no account."""
+def no_account(rec: AccountRecord, ambiguous: str | None = None) -> RecordError:
+    """The sync error of a customer (attach_only) that matches no account (or, by its domain,
+    several: `ambiguous` says so)."""
     how = [f"no account has the CRM id {rec.cross_ref}"] if rec.cross_ref else []
-    how.append(f"no account has the domain {rec.domain}" if rec.domain else "no email domain")
+    if ambiguous:
+        how.append(ambiguous)
+    else:
+        how.append(f"no account has the domain {rec.domain}" if rec.domain else "no email domain")
     return RecordError(rec.source, rec.external_id, "matches no account: " + ", ".join(how))
 
 

@@ -118,8 +118,8 @@ def degrade(
         else:
             m = without(m, obj, fld, key)
             fix = (
-                f"create {obj}.{fld} in Salesforce, or set {key} in a copy of the mapping "
-                f"(SALESFORCE_MAPPING) to a field your org has"
+                f"create it in Salesforce, or point {key} at a field the org has in a copy of "
+                "the mapping (SALESFORCE_MAPPING)"
             )
             notices.append(SwitchedOff(SOURCE, f"{obj}.{fld}", _effect(m, obj, key), key, fix))
     return m, notices, problems

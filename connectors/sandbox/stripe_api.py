@@ -79,6 +79,8 @@ class StripeSandbox:
     server: SandboxServer | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _order: dict[str, list[dict]] = field(default_factory=dict)  # kind -> newest first
+    _positions: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> id -> index
 
     @property
     def url(self) -> str:
@@ -97,6 +99,14 @@ class StripeSandbox:
 
     # --- data ------------------------------------------------------------------------------
 
+    def _ordered(self, kind: str) -> list[dict]:
+        """The objects of a kind newest first, as every list answers (kept until one is added)."""
+        if kind not in self._order:
+            rows = sorted(self.objects[kind].values(), key=lambda r: (r["created"], r["id"]))
+            self._order[kind] = rows[::-1]
+            self._positions[kind] = {r["id"]: i for i, r in enumerate(self._order[kind])}
+        return self._order[kind]
+
     def new_id(self, kind: str) -> str:
         return f"{RESOURCES[kind]}_{next(self._ids):014d}"
 
@@ -107,6 +117,7 @@ class StripeSandbox:
             obj.setdefault("created", at if at is not None else int(self.now.timestamp()))
             obj.setdefault("livemode", False)
             self.objects[kind][obj["id"]] = obj
+            self._order.pop(kind, None)
             if event != "":
                 self.emit(event or f"{obj['object']}.created", obj, obj["created"])
             return obj
@@ -123,6 +134,7 @@ class StripeSandbox:
                 "livemode": False,
             }
             self.objects["events"][evt["id"]] = evt
+            self._order.pop("events", None)
             return evt
 
     def tick(self, seconds: int = 1) -> int:
@@ -176,12 +188,12 @@ class StripeSandbox:
                 "Invalid integer: limit must be between 1 and 100",
                 param="limit",
             )
-        rows = list(self.objects[kind].values())
+        tests = []  # what an object must pass to be listed
         if kind == "events":
             horizon = int(self.now.timestamp()) - EVENT_DAYS * 86400
-            rows = [e for e in rows if e["created"] >= horizon]
+            tests.append(lambda r: r["created"] >= horizon)
             if types := q.get("types"):
-                rows = [e for e in rows if e["type"] in types]
+                tests.append(lambda r: r["type"] in types)
         created = q.get("created")
         if isinstance(created, dict):
             ops = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
@@ -193,17 +205,16 @@ class StripeSandbox:
                         f"Invalid created[{op}]",
                         param=f"created[{op}]",
                     )
-                rows = [r for r in rows if ops[op](r["created"], int(bound))]
+                tests.append(lambda r, f=ops[op], b=int(bound): f(r["created"], b))
         if "customer" in q:
-            rows = [r for r in rows if r.get("customer") == q["customer"]]
+            tests.append(lambda r: r.get("customer") == q["customer"])
         if kind in ("invoices", "subscriptions") and (status := q.get("status", "")) != "all":
             if status:
-                rows = [r for r in rows if r["status"] == status]
+                tests.append(lambda r: r["status"] == status)
             elif kind == "subscriptions":
-                rows = [r for r in rows if r["status"] != "canceled"]
-        rows.sort(key=lambda r: (r["created"], r["id"]), reverse=True)  # newest first
+                tests.append(lambda r: r["status"] != "canceled")
+        ordered, start = self._ordered(kind), 0
         if after := q.get("starting_after"):
-            ids = [r["id"] for r in rows]
             if after not in self.objects[kind]:
                 return error(
                     404,
@@ -212,7 +223,9 @@ class StripeSandbox:
                     code="resource_missing",
                     param="starting_after",
                 )
-            rows = rows[ids.index(after) + 1 :] if after in ids else []
+            start = self._positions[kind][after] + 1
+        listed = (r for r in itertools.islice(ordered, start, None) if all(t(r) for t in tests))
+        rows = list(itertools.islice(listed, limit + 1))
         page = rows[:limit]
         if "data.customer" in (q.get("expand") or []):
             page = [

@@ -8,7 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from cli.sync import explain_problems
 from connectors.base import PermanentConnectorError
 from connectors.salesforce.source import load_mapping
 from connectors.sandbox.portfolio import generate_portfolio, outcome_records
@@ -53,6 +55,11 @@ def test_standard_fields_only_reads_every_object_and_reports_what_is_off(engine)
     assert "AnnualRevenue" in off["Account.ARR__c"].turns_off
     assert "SALESFORCE_MAPPING" in off["Case.CSAT__c"].fix
     assert [s["field"] for s in report.as_dict()["switched_off"]] == list(off)
+    shown = Console(record=True, width=200)
+    explain_problems([report], shown)
+    text = shown.export_text()
+    assert "salesforce reads without 9 fields it lacks:" in text
+    assert "Case.CSAT__c → off: the csat signal. Fix: create it in Salesforce, or point " in text
 
     accounts = rows(engine, "SELECT external_id, segment, arr FROM account")
     assert len(accounts) == len(PORTFOLIO.accounts)

@@ -222,3 +222,16 @@ def test_build_source_from_settings(sb):
     src = build_source(settings, clock=lambda: sb.now)
     batch = next(src.pull(None))
     assert batch.attach_only and all(a.cross_ref is None for a in batch.accounts)
+
+
+def test_a_customer_whose_domain_is_on_two_accounts_is_recorded_as_ambiguous(engine):
+    small = generate_portfolio(6, 60, seed=4)
+    third = small.accounts[2]  # i % 3 == 2: no CRM id in its metadata, matched by domain
+    twin = replace(small.accounts[0], external_id="CRM-TWIN", name="Twin", domain=third.domain)
+    ingest(engine, Accounts(replace(small, accounts=[*small.accounts, twin])))
+    with start_stripe_sandbox(small, unmatched=0) as sb:
+        report = ingest(engine, source(sb))
+        cus = next(c for c in sb.objects["customers"].values() if third.domain in c["email"])
+    reason = f"matches no account: domain {third.domain} matches 2 accounts"
+    assert rows(engine, "SELECT record_key, reason FROM syncerror") == [(cus["id"], reason)]
+    assert report.stored.unmatched == {cus["id"]: sum(report.stored.unmatched.values())}
