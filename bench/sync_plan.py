@@ -10,7 +10,7 @@ from collections import Counter
 
 from connectors.hubspot.client import NOT_IN_LIMIT
 from connectors.sandbox.hubspot_store import lastmod_of, ms
-from connectors.stripe.source import EVENT_TYPES
+from connectors.stripe.source import EVENT_TYPES, FEW
 
 SF_STREAMS = ("Account", "Contract", "Opportunity", "Case", "Task", "Event", "Contact")
 SF_SRC, HS_SRC = "connectors/salesforce/source.py", "connectors/hubspot/source.py"
@@ -148,19 +148,24 @@ def stripe_need_full(st) -> tuple[dict[str, int], Counter]:
     return {"events (newest)": 1, **{k: pages(rows[k], 100) for k in STRIPE_LISTS}}, rows
 
 
-def stripe_need_incremental(st, mark: int, customers_changed: bool) -> tuple[dict, Counter]:
-    """A later sync: the events since `mark` (that second included), the subscriptions when a
-    customer or subscription changed, the open invoices always."""
-    events = sum(
-        1
-        for e in st.objects["events"].values()
-        if e["created"] >= mark and e["type"] in EVENT_TYPES
-    )
-    rows = Counter(events=events, open_invoices=sum(
+def stripe_need_incremental(st, mark: int) -> tuple[dict, Counter]:
+    """A later sync: the events since `mark` (that second included, so events of the saved
+    second count again), the subscriptions of the customers those events changed (a list each,
+    or all of them for more than FEW), the open invoices always."""
+    kept = [e for e in st.objects["events"].values() if e["type"] in EVENT_TYPES]
+    read = [e for e in kept if e["created"] >= mark]
+    customers = {
+        obj["customer"] if e["type"].startswith("customer.subscription.") else obj["id"]
+        for e in read
+        if e["type"].startswith("customer.") and (obj := e["data"]["object"])
+    }
+    rows = Counter(events=len(read), customers_changed=len(customers), open_invoices=sum(
         1 for i in st.objects["invoices"].values() if i["status"] == "open"
     ))  # fmt: skip
-    need = {"events": pages(events, 100), "invoices (open)": pages(rows["open_invoices"], 100)}
-    if customers_changed:
+    need = {"events": pages(len(read), 100), "invoices (open)": pages(rows["open_invoices"], 100)}
+    if len(customers) > FEW:
         rows["subscriptions"] = len(st.objects["subscriptions"])
         need["subscriptions"] = pages(rows["subscriptions"], 100)
+    elif customers:
+        need["subscriptions"] = len(customers)  # one page each (a customer has a few)
     return need, rows

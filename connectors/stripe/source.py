@@ -12,9 +12,10 @@ the watermark (a run killed before it reads everything again: every write is an 
 
 Later runs read the events API since the watermark (`created[gte]`, the types below; an event
 of the saved second is read again, harmlessly): customers and subscriptions that changed are
-sent again with their ARR (1 subscriptions list with the customers expanded, only when one
-changed), each failed charge is a payment_failed, and the open invoices (`status=open`, read
-every run: days late grow without any event) give today's days-late snapshot for every customer
+sent again with their ARR (the subscriptions of each changed customer, one list each, or
+for more than 10 of them one list of every subscription; customers expanded), each failed
+charge is a payment_failed, and the open invoices (`status=open`, read every run: days late
+grow without any event) give today's days-late snapshot for every customer
 with one overdue, and 0 for a customer whose invoices changed and none is. A run with nothing
 new costs 2 requests. Stripe keeps events 30 days: a watermark older than 29 days starts a
 first run again.
@@ -55,6 +56,7 @@ EVENT_TYPES = (
     "charge.failed",
 )
 EVENTS_KEPT = timedelta(days=29)  # Stripe keeps 30; a day's margin
+FEW = 10  # changed customers read one subscriptions list each; more: one list of them all
 
 
 def utcnow() -> datetime:
@@ -178,21 +180,25 @@ class StripeSource:
         yield batch
 
     def _customers(self, batch: Batch, changed: dict, subscribed: set[str]) -> None:
-        """Changed customers, with the ARR of all their subscriptions (1 list, customers
-        expanded: a subscription event names its customer by id only)."""
+        """Changed customers, with the ARR of all their subscriptions (customers expanded: a
+        subscription event names its customer by id only): for a few customers one list each
+        (`customer=`), else one list of every subscription."""
+        wanted = sorted(set(changed) | subscribed)
+        params: dict[str, Any] = {"status": "all", "expand": ["data.customer"]}
+        lists = [{**params, "customer": c} for c in wanted] if len(wanted) <= FEW else [params]
         arr: dict[str, float] = defaultdict(float)
         expanded: dict[str, dict] = {}
-        params = {"status": "all", "expand": ["data.customer"]}
-        for page in self.api.pages("subscriptions", params):
-            batch.fetched = (batch.fetched or 0) + len(page)
-            for sub in page:
-                cus = sub.get("customer")
-                cid = cus.get("id") if isinstance(cus, dict) else cus
-                if isinstance(cus, dict) and cid:
-                    expanded[cid] = cus
-                if cid in changed or cid in subscribed:
-                    arr[cid] += mp.subscription_arr(sub)
-        for cid in sorted(set(changed) | subscribed):
+        for one in lists:
+            for page in self.api.pages("subscriptions", one):
+                batch.fetched = (batch.fetched or 0) + len(page)
+                for sub in page:
+                    cus = sub.get("customer")
+                    cid = cus.get("id") if isinstance(cus, dict) else cus
+                    if isinstance(cus, dict) and cid:
+                        expanded[cid] = cus
+                    if cid in changed or cid in subscribed:
+                        arr[cid] += mp.subscription_arr(sub)
+        for cid in wanted:
             cus, deleted = changed.get(cid) or (expanded.get(cid), False)
             if cus is not None:
                 rec = mp.customer_record(cus, arr.get(cid), self.metadata_key, deleted=deleted)

@@ -16,7 +16,8 @@ from connectors.sandbox.portfolio import generate_portfolio, observation_records
 from connectors.sandbox.server import Fault
 from connectors.sandbox.stripe_api import StripeSandbox, start_stripe_sandbox
 from connectors.stripe.client import StripeApi
-from connectors.stripe.source import StripeSource, build_source
+from connectors.stripe.mapping import subscription_arr
+from connectors.stripe.source import FEW, StripeSource, build_source
 from health.ingest import ingest
 from health.settings import Settings
 from tests.conftest import _empty
@@ -235,3 +236,26 @@ def test_a_customer_whose_domain_is_on_two_accounts_is_recorded_as_ambiguous(eng
     reason = f"matches no account: domain {third.domain} matches 2 accounts"
     assert rows(engine, "SELECT record_key, reason FROM syncerror") == [(cus["id"], reason)]
     assert report.stored.unmatched == {cus["id"]: sum(report.stored.unmatched.values())}
+
+
+@pytest.mark.parametrize("renamed", [2, FEW + 1])
+def test_changed_customers_read_their_subscriptions_each_or_all_at_once(engine, sb, renamed):
+    crm(engine)
+    ingest(engine, source(sb))
+    customers = sorted(sb.objects["customers"].values(), key=lambda c: c["id"])[:renamed]
+    for cus in customers:
+        cus["name"] += " (renamed)"
+        sb.emit("customer.updated", cus, sb.tick())
+    sb.server.reset_counts()
+    ingest(engine, source(sb))
+    subs = [r for r in sb.server.requests if r.path == "/v1/subscriptions"]
+    if renamed <= FEW:
+        assert sorted(r.arg("customer") for r in subs) == [c["id"] for c in customers]
+    else:
+        assert len(subs) == pages(len(sb.objects["subscriptions"])) and not subs[0].arg("customer")
+    names = dict(rows(engine, "SELECT external_id, name FROM crmrecord WHERE source = 'stripe'"))
+    arr = dict(rows(engine, "SELECT external_id, arr FROM crmrecord WHERE source = 'stripe'"))
+    for cus in customers:
+        assert names[cus["id"]].endswith("(renamed)")
+        live = [s for s in sb.objects["subscriptions"].values() if s["customer"] == cus["id"]]
+        assert arr[cus["id"]] == (sum(subscription_arr(s) for s in live) or None)
