@@ -35,20 +35,11 @@ HubSpot again. At the end: CRM records, accounts (live, not merged), how records
 Progress on stderr; the last stdout line is JSON.
 """
 
-# ruff: noqa: E402  (the imports follow the sys.path fix below)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-import sync_plan  # noqa: F401  bench/sync_plan.py, found while bench/ is sys.path[0]
-
-# then bench/ leaves sys.path: its playbooks.py would shadow the playbooks package
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE]
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from collections import Counter
