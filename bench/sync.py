@@ -1,4 +1,5 @@
-"""Benchmark a full, then an incremental, CRM sync through the sandbox Salesforce and HubSpot.
+"""Benchmark a full, then an incremental, sync through the sandbox Salesforce, HubSpot and
+Stripe.
 
     python bench/sync.py [--accounts N] [--days D] [--layout split|both] [--overlap-every K]
                          [--duplicates M] [--url PG_ADMIN_URL]
@@ -20,7 +21,10 @@ query's rows include its Contract child rows (they count toward the page) and a 
 no Contract query (those child rows are every Contract); HubSpot max(1,
 ceil(rows/200)) per search (rows include the records sharing the saved instant when more than
 100 do: see NOT_IN_LIMIT), ceil(rows/1000) per v4 association read, ceil(owners/500),
-ceil(contacts/50) history batch reads.
+ceil(contacts/50) history batch reads; Stripe (customers attached by metadata id, two in three
+Salesforce accounts, else by email domain) 1 newest-event read + ceil(rows/100) per list on a
+first sync, then ceil(events/100) + ceil(open invoices/100) (+ ceil(subscriptions/100) when a
+customer changed). The call plan lives in bench/sync_plan.py.
 check_calls: kinds marked "check" (CHECKS). excess = api_calls - min_calls - check_calls.
 
 Linking (health.identity.link_records, once per batch of accounts a source yields): database
@@ -35,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import re
 import sys
 import tempfile
 import time
@@ -48,14 +50,37 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
+from sync_plan import (  # bench/sync_plan.py
+    CHECKS,
+    HS_KINDS,
+    SEARCH,
+    SF_STREAMS,
+    SOQL,
+    WHERE,
+    hs_kinds,
+    hs_need,
+    hs_saved_ties,
+    sf_kinds,
+    sf_need,
+    sf_saved_second,
+    stripe_kinds,
+    stripe_need_full,
+    stripe_need_incremental,
+)
 
 import health.repo
-from cli.demo_sync import CrmLayout, crm_layout, sandbox_settings, start_crm_sandboxes
-from connectors.hubspot.client import NOT_IN_LIMIT
+from cli.demo_sync import (
+    CrmLayout,
+    crm_layout,
+    sandbox_settings,
+    start_crm_sandboxes,
+    stripe_crm_ids,
+)
 from connectors.hubspot.mapping import SALESFORCE_ACCOUNT_ID
 from connectors.registry import enabled_sources
-from connectors.sandbox.hubspot_store import iso, lastmod_of, ms
+from connectors.sandbox.hubspot_store import iso
 from connectors.sandbox.portfolio import generate_portfolio
+from connectors.sandbox.stripe_api import start_stripe_sandbox
 from health.db import make_engine, session_scope
 from health.ingest import ingest
 from health.migrate import upgrade
@@ -63,122 +88,11 @@ from health.models import Account, CrmRecord
 from health.settings import Settings
 
 DB = "healthbot_bench_sync"
-SF_STREAMS = ("Account", "Contract", "Opportunity", "Case", "Task", "Event", "Contact")
-SF_SRC, HS_SRC = "connectors/salesforce/source.py", "connectors/hubspot/source.py"
-REREAD, COUNT = "Account re-read (check)", "Case COUNT open (check)"
-CO_TICKETS, TICKET_READ = "assoc companies->tickets (check)", "tickets/batch/read (check)"
-HS_KINDS = ("companies", "deals", "tickets", "contacts")
-HS_ARCHIVED = ("companies", "tickets", "contacts")  # deals: the connector reads no deletions
-CHECKS = {  # what incremental checks need: 0 on a full run (it reads every record) but archived
-    REREAD: "Accounts of changed Contracts, ceil(accounts/300) (the connector's IN-list size)",
-    COUNT: "COUNT of open Cases of accounts whose Cases changed, ceil(accounts/300); a first "
-    "sync tallies them from the Case pages it reads",
-    "<Salesforce stream> (saved second)": "SOQL compares datetimes to the second: an incremental "
-    "query re-reads the records of the saved second (counted in its rows; no extra page unless "
-    "more than a page of records share that second)",
-    "archived <type> (check)": "deletions: max(1, ceil(archived/100)) per list, every run",
-    CO_TICKETS: "open_tickets: touched companies' ticket ids, ceil(companies/1000) per 1,000 "
-    "changed tickets; a first sync tallies them from the ticket pages it reads",
-    TICKET_READ: "open_tickets: touched companies' tickets not read in the run, ceil(n/100)",
-    "<HubSpot type>/search (saved instant)": "an incremental search excludes the ids stored at "
-    "the saved instant (NOT_IN); when more than 100 share it, it re-reads them (counted in rows)",
-}
-WHERE = {  # request kind -> the connector code that issues it
-    REREAD: f"{SF_SRC} SalesforceSource._contracts",
-    COUNT: f"{SF_SRC} SalesforceSource._open_counts (from _cases)",
-    "assoc deals->companies": f"{HS_SRC} HubSpotSource._deals: 1 call per 1,000 deals",
-    "assoc tickets->companies": f"{HS_SRC} HubSpotSource._tickets_page: 1 per 1,000 tickets",
-    CO_TICKETS: f"{HS_SRC} HubSpotSource._tickets_page (incremental runs)",
-    TICKET_READ: f"{HS_SRC} HubSpotSource._open_tickets -> HubSpotClient.batch_read",
-}
-SEARCH = "connectors/hubspot/client.py HubSpotClient.scan (> NOT_IN_LIMIT ties re-read)"
-SOQL = f"{SF_SRC} SalesforceSource._soql (SystemModstamp >= the saved second re-reads it)"
-_FROM = re.compile(r" FROM (\w+)")
 T0 = time.perf_counter()
 
 
 def say(msg: str) -> None:
     print(f"[sync {time.perf_counter() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def pages(rows: int, size: int) -> int:
-    return max(1, math.ceil(rows / size))
-
-
-def sf_kinds(requests) -> Counter:
-    """Salesforce requests by kind; a queryMore counts for the stream last queried."""
-    out, stream = Counter(), "?"
-    for r in requests:
-        q = r.arg("q")
-        if r.path.endswith("/describe"):
-            out["describe"] += 1
-        elif q is None:
-            out[stream] += 1
-        elif "COUNT(" in q:
-            out[COUNT] += 1
-        elif " Id IN " in q:
-            out[REREAD] += 1
-        else:
-            stream = _FROM.findall(q)[-1]  # the last FROM: Account's has a Contracts subquery
-            out[stream] += 1
-    return out
-
-
-def hs_kinds(requests) -> Counter:
-    rename = {"assoc companies->tickets": CO_TICKETS, "tickets/batch/read": TICKET_READ}
-    out = Counter()
-    for r in requests:
-        kind = r.path.rstrip("/").removeprefix("/crm/v3/objects/").removeprefix("/crm/v3/")
-        if m := re.match(r"/crm/v4/associations/(\w+)/(\w+)/", r.path):
-            kind = f"assoc {m[1]}->{m[2]}"
-        elif r.method == "GET" and (r.arg("archived") or "").lower() == "true":
-            kind = f"archived {kind} (check)"
-        out[rename.get(kind, kind)] += 1
-    return out
-
-
-def sf_need(
-    rows: Counter, *, children: int, first: bool = False, reread: int = 0, counted: int = 0
-) -> dict[str, int]:
-    """children: Contract rows read as Account child rows; first: a sync with no watermark."""
-    need = {"describe": len(SF_STREAMS), **{o: pages(rows[o], 2000) for o in SF_STREAMS}}
-    need["Account"] = pages(rows["Account"] + children, 2000)
-    if first:
-        need["Contract"] = 0
-    return need | {REREAD: math.ceil(reread / 300), COUNT: math.ceil(counted / 300)}
-
-
-def sf_saved_second(db: dict) -> dict[str, set[str]]:
-    """Records an incremental query re-reads: those of each stream's newest second."""
-    out = {}
-    for obj in SF_STREAMS:
-        newest = max((r["SystemModstamp"][:19] for r in db[obj].values()), default=None)
-        out[obj] = {i for i, r in db[obj].items() if r["SystemModstamp"][:19] == newest}
-    return out
-
-
-def hs_saved_ties(st) -> Counter:
-    """Records an incremental search re-reads: those of each type's newest instant, when
-    more share it than one NOT_IN filter excludes."""
-    out = Counter()
-    for k in HS_KINDS:
-        stamps = Counter(o["properties"][lastmod_of(k)] for o in st.objects[k].values())
-        newest = max(stamps, key=ms, default=None)
-        out[k] = stamps[newest] if newest and stamps[newest] > NOT_IN_LIMIT else 0
-    return out
-
-
-def hs_need(hs, rows: Counter, touched: int, unread_tickets: int) -> dict[str, int]:
-    need = {f"{k}/search": pages(rows[k], 200) for k in HS_KINDS}
-    need["contacts/batch/read"] = math.ceil(rows["contacts"] / 50)  # with property history
-    need |= {f"archived {k} (check)": pages(len(hs.store.archived[k]), 100) for k in HS_ARCHIVED}
-    return need | {
-        "owners": math.ceil(len(hs.store.owners) / 500) if rows["companies"] else 0,
-        "assoc deals->companies": math.ceil(rows["deals"] / 1000),
-        "assoc tickets->companies": math.ceil(rows["tickets"] / 1000),
-        CO_TICKETS: math.ceil(touched / 1000),
-        TICKET_READ: math.ceil(unread_tickets / 100),
-    }
 
 
 def tally(report, made: Counter, need: dict[str, int], rows: Counter) -> dict:
@@ -314,9 +228,22 @@ def identity_counts(engine) -> dict:
     return {"crm_records": records, "accounts": accounts, "linked": by | {"review": review}}
 
 
-def modify(sf, hs) -> dict:
+def modify_stripe(st) -> tuple[dict, object]:
+    """Two overdue invoices paid, a card payment failing, a customer renamed."""
+    mark = max(e["created"] for e in st.objects["events"].values())
+    invoices = st.objects["invoices"].values()
+    for inv in sorted((i for i in invoices if i["status"] == "open"), key=lambda i: i["id"])[:2]:
+        st.pay(inv["id"])
+    st.fail_payment(next(i["id"] for i in invoices if i["status"] == "paid"))
+    cus = st.objects["customers"][min(st.objects["customers"])]
+    cus["name"] = f"{cus['name']} (renamed)"
+    st.emit("customer.updated", cus, st.tick())
+    return stripe_need_incremental(st, mark)
+
+
+def modify(sf, hs, st) -> dict:
     """Change a handful of records in each fake; (needed calls, rows) per source."""
-    db, st = sf.db, hs.store
+    db, st_hs = sf.db, hs.store
     saved = sf_saved_second(db)
     hs_ties = hs_saved_ties(hs.store)
     accounts = sorted(db["Account"])[:2]
@@ -334,17 +261,19 @@ def modify(sf, hs) -> dict:
     reread = {db["Contract"][con]["AccountId"]} - set(accounts)
     case_accounts = {db["Case"][c]["AccountId"] for c in cases}
 
-    for c in sorted(st.objects["companies"], key=int)[:2]:
+    for c in sorted(st_hs.objects["companies"], key=int)[:2]:
         hs.modify("companies", c, healthbot_arr="123456.00")
-    deals = st.objects["deals"]
+    deals = st_hs.objects["deals"]
     deal = next(d for d in sorted(deals) if deals[d]["properties"]["dealstage"] == "contractsent")
     hs.modify("deals", deal, dealstage="closedwon", hs_is_closed_won="true")
-    tix = st.objects["tickets"]
+    tix = st_hs.objects["tickets"]
     tickets = [t for t in sorted(tix) if tix[t]["properties"]["hs_pipeline_stage"] != "4"][:2]
     for t in tickets:
-        hs.modify("tickets", t, hs_pipeline_stage="4", closed_date=iso(st.now_ms))
-    touched = {c for t in tickets for c in st.associated("tickets", "companies", t)}
-    others = {t for c in touched for t in st.associated("companies", "tickets", c)} - set(tickets)
+        hs.modify("tickets", t, hs_pipeline_stage="4", closed_date=iso(st_hs.now_ms))
+    touched = {c for t in tickets for c in st_hs.associated("tickets", "companies", t)}
+    others = {t for c in touched for t in st_hs.associated("companies", "tickets", c)} - set(
+        tickets
+    )
     sf_rows = Counter(Account=2, Contract=1, Case=2, Opportunity=1)
     sf_read = sf_rows + Counter({o: len(ids) for o, ids in saved.items()})  # + the saved second
     with_kids = saved["Account"] | set(accounts)  # Accounts read, with their Contract child rows
@@ -357,6 +286,7 @@ def modify(sf, hs) -> dict:
             sf_read,
         ),
         "hubspot": (hs_need(hs, hs_rows, len(touched), len(others)), hs_rows),
+        "stripe": modify_stripe(st),
     }
 
 
@@ -407,22 +337,28 @@ def main() -> None:
     }
     say(f"in both CRMs: {overlap}")
     sf, hs = start_crm_sandboxes(p, layout, tickets=True)
+    st = start_stripe_sandbox(p, crm_ids=stripe_crm_ids(p, layout))
     engine = make_engine(fresh_database(args.url))
     meter = LinkMeter(engine)
     try:
         upgrade(engine)
         meter.take()
-        settings = sandbox_settings(sf, hs)
-        servers = {"salesforce": (sf.server, sf_kinds), "hubspot": (hs.server, hs_kinds)}
+        settings = sandbox_settings(sf, hs, stripe=st)
+        servers = {
+            "salesforce": (sf.server, sf_kinds),
+            "hubspot": (hs.server, hs_kinds),
+            "stripe": (st.server, stripe_kinds),
+        }
         sf_rows = Counter({o: len(sf.db[o]) for o in SF_STREAMS})
         hs_rows = Counter({k: len(hs.store.objects[k]) for k in HS_KINDS})
         say(f"fakes hold Salesforce {dict(sf_rows)}, HubSpot {dict(hs_rows)}")
         needs = {
             "salesforce": (sf_need(sf_rows, children=sf_rows["Contract"], first=True), sf_rows),
             "hubspot": (hs_need(hs, hs_rows, 0, 0), hs_rows),
+            "stripe": stripe_need_full(st),
         }
         full, seconds = run_sync(engine, settings, servers, needs, meter)
-        incremental, inc_seconds = run_sync(engine, settings, servers, modify(sf, hs), meter)
+        incremental, inc_seconds = run_sync(engine, settings, servers, modify(sf, hs, st), meter)
         late = late_cross_refs(engine, settings, hs, layout, meter)
         counts = identity_counts(engine)
         say(f"end: {counts}")
@@ -430,6 +366,7 @@ def main() -> None:
         engine.dispose()
         sf.stop()
         hs.stop()
+        st.stop()
         if args.url:
             fresh_database(args.url, drop=True)
     result = {"accounts": args.accounts, "layout": args.layout, "days": args.days}

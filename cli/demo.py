@@ -190,7 +190,7 @@ def where_data_lives(ctx: DemoContext) -> None:
 STEPS: list[tuple[str, DemoStep]] = [
     ("Create a fresh demo database", fresh_database),
     ("Build the sandbox portfolio", build_portfolio),
-    ("Start sandbox Salesforce, HubSpot and Zendesk APIs on loopback", start_sandboxes),
+    ("Start sandbox Salesforce, HubSpot, Zendesk and Stripe APIs on loopback", start_sandboxes),
     ("Sync through them with the real vendor clients", sync_sandbox_apis),
     ("Score every account, every day", score_history),
     ("Playbooks over the year: the tasks they open, what they achieve", playbooks_over_history),

@@ -5,9 +5,11 @@ Three accounts in four live in Salesforce, the fourth in HubSpot, and one in ten
 (`crm_layout`): half of those carry their Salesforce Account Id on the HubSpot company
 (`salesforceaccountid`, as HubSpot's Salesforce integration keeps it), half only share the
 domain; one HubSpot company has a duplicate with its domain, which is left for a person to
-review. Support tickets live in Zendesk; product usage arrives as a CSV export. Signals no
-vendor sandbox serves yet (NPS surveys, billing, CSM sentiment) are loaded straight from the
-portfolio, by domain.
+review. Support tickets live in Zendesk; billing in Stripe (customers carry their Salesforce
+Account Id in metadata, two in three of them; the rest, and HubSpot's, match by email domain;
+one customer is of a company no CRM knows); product usage arrives as a CSV export. Signals no
+vendor sandbox serves yet (NPS surveys, CSM sentiment) are loaded straight from the portfolio,
+by domain.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from connectors.sandbox.portfolio import Portfolio
 from connectors.sandbox.salesforce_api import TOKEN as SALESFORCE_TOKEN
 from connectors.sandbox.salesforce_api import SalesforceSandbox, start_salesforce_sandbox
 from connectors.sandbox.source import PortfolioSource
+from connectors.sandbox.stripe_api import start_stripe_sandbox
 from connectors.sandbox.zendesk_api import start_zendesk_sandbox
 from health.db import session_scope
 from health.identity import records_of, to_review
@@ -39,7 +42,7 @@ from health.models import Account, CrmRecord
 from health.settings import Settings
 from workers.pipeline import run_once, sync_all, sync_source
 
-DIRECT_SIGNALS = frozenset({"nps", "csm_sentiment", "payment_days_late", "payment_failed"})
+DIRECT_SIGNALS = frozenset({"nps", "csm_sentiment"})
 
 
 def subset(p: Portfolio, ids: set[str], *, tickets: bool) -> Portfolio:
@@ -141,8 +144,18 @@ def write_usage_csv(p: Portfolio, path: Path) -> None:
             )
 
 
-def sandbox_settings(sf, hs, zd=None, **more) -> Settings:
-    """Settings that point the real clients at running vendor sandboxes (Zendesk optional)."""
+def stripe_crm_ids(p: Portfolio, layout: CrmLayout) -> dict[str, str | None]:
+    """The CRM id each Stripe customer's metadata holds: a Salesforce account's Id on two in
+    three of them; none (email domain only) for the rest and for HubSpot's companies."""
+    return {
+        a.external_id: a.external_id if a.external_id in layout.salesforce and i % 3 != 2 else None
+        for i, a in enumerate(p.accounts)
+    }
+
+
+def sandbox_settings(sf, hs, zd=None, stripe=None, **more) -> Settings:
+    """Settings that point the real clients at running vendor sandboxes (Zendesk and Stripe
+    optional)."""
     vendors = dict(
         salesforce_instance_url=sf.url,
         salesforce_access_token=SALESFORCE_TOKEN,
@@ -152,12 +165,14 @@ def sandbox_settings(sf, hs, zd=None, **more) -> Settings:
     )
     if zd is not None:
         vendors.update(zendesk_base_url=zd.url, zendesk_email=zd.email, zendesk_api_token=zd.token)
+    if stripe is not None:
+        vendors.update(stripe_api_key=stripe.api_key, stripe_base_url=stripe.url)
     return Settings(**vendors, **more)
 
 
 def start_sandboxes(ctx) -> None:
-    """Sandbox Salesforce, HubSpot and Zendesk on loopback, up until the demo ends; the CRMs
-    start without the health-score fields, and `healthbot crm setup` creates them."""
+    """Sandbox Salesforce, HubSpot, Zendesk and Stripe on loopback, up until the demo ends; the
+    CRMs start without the health-score fields, and `healthbot crm setup` creates them."""
     from workers.crm_setup import setup_crm
 
     p: Portfolio = ctx.portfolio
@@ -167,15 +182,18 @@ def start_sandboxes(ctx) -> None:
     write_usage_csv(p, usage_csv)
     ctx.servers.extend(start_crm_sandboxes(p, layout, salesforce={"score_fields": False}))
     ctx.servers.append(start_zendesk_sandbox(p))
-    sf, hs, zd = ctx.servers
-    ctx.console.print(f"  Salesforce {sf.url} · HubSpot {hs.url} · Zendesk {zd.url}")
+    ctx.servers.append(start_stripe_sandbox(p, crm_ids=stripe_crm_ids(p, layout)))
+    sf, hs, zd, st = ctx.servers
+    ctx.console.print(
+        f"  Salesforce {sf.url} · HubSpot {hs.url} · Zendesk {zd.url} · Stripe {st.url}"
+    )
     ctx.console.print(
         f"  {len(layout.salesforce)} Salesforce accounts, {len(hs.store.objects['companies'])} "
         f"HubSpot companies: {len(layout.both)} customers in both ({len(layout.cross_ref)} "
         f"carry their Salesforce id, {len(layout.by_domain)} share only the domain), "
         f"{len(layout.duplicates)} HubSpot company duplicated with its domain"
     )
-    ctx.settings = sandbox_settings(sf, hs, zd, usage_csv=usage_csv)
+    ctx.settings = sandbox_settings(sf, hs, zd, st, usage_csv=usage_csv)
     for crm in setup_crm(ctx.settings):
         done = ", ".join(crm.created) or "none needed"
         ctx.console.print(f"  {crm.crm.title()} score fields created: {done}")
@@ -199,21 +217,32 @@ def show_links(ctx) -> None:
     """How the CRM records became accounts: linked by cross-reference, by domain, or left on
     their own for a person to review."""
     with session_scope(ctx.engine) as session:
-        by = dict(
-            session.execute(
-                select(CrmRecord.linked_by, func.count()).group_by(CrmRecord.linked_by)
-            ).all()
-        )
+        counts = session.execute(
+            select(CrmRecord.source, CrmRecord.linked_by, func.count()).group_by(
+                CrmRecord.source, CrmRecord.linked_by
+            )
+        ).all()
         accounts = session.scalar(
             select(func.count()).select_from(Account).where(Account.merged_into.is_(None))
         )
         review = to_review(session=session)
         reasons = sorted({r.review for r in review})
+    by: dict[str, int] = {}
+    billing: dict[str, int] = {}
+    for source, linked_by, n in counts:
+        into = billing if source == "stripe" else by
+        into[linked_by] = into.get(linked_by, 0) + n
     ctx.console.print(
         f"  {sum(by.values()):,} CRM records → {accounts:,} accounts: "
         f"{by.get('cross_ref', 0)} linked by Salesforce id, {by.get('domain', 0)} by domain, "
         f"{len(review)} left for review"
     )
+    if billing:
+        ctx.console.print(
+            f"  {sum(billing.values()):,} Stripe customers attached to their accounts: "
+            f"{billing.get('cross_ref', 0)} by the CRM id in their metadata, "
+            f"{billing.get('domain', 0)} by email domain"
+        )
     for why in reasons:
         ctx.console.print(f"  [yellow]review:[/yellow] {why}")
 

@@ -72,6 +72,14 @@ def sync_table(reports: list[SyncReport]) -> Table:
 
 def explain_problems(reports: list[SyncReport], console: Console) -> None:
     for r in reports:
+        if r.switched_off:
+            n = len(r.switched_off)
+            console.print(
+                f"  [yellow]{r.source}[/yellow] reads without {n} field{'s' if n > 1 else ''} "
+                "it lacks:"
+            )
+        for off in r.switched_off:
+            console.print(f"    {off.field} → off: {off.turns_off}. Fix: {off.fix}.")
         for reason, n in r.skipped.most_common(5):
             console.print(f"  [yellow]{r.source}[/yellow] skipped {n}× {reason}")
         top = sorted(r.stored.unmatched.items(), key=lambda kv: -kv[1])[:5]

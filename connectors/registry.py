@@ -11,6 +11,7 @@ from connectors.hubspot import sink as hubspot_sink
 from connectors.hubspot import source as hubspot_source
 from connectors.salesforce import sink as salesforce_sink
 from connectors.salesforce import source as salesforce_source
+from connectors.stripe import source as stripe_source
 from connectors.usage import source as usage_source
 from connectors.zendesk import source as zendesk_source
 from health.settings import Settings
@@ -20,6 +21,7 @@ SOURCES: dict[str, ModuleType] = {
     "hubspot": hubspot_source,
     "zendesk": zendesk_source,
     "usage": usage_source,
+    "stripe": stripe_source,
 }
 SINKS: dict[str, tuple[ModuleType, ModuleType]] = {  # name -> (sink module, its source module)
     "salesforce": (salesforce_sink, salesforce_source),

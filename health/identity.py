@@ -57,10 +57,22 @@ def _values(rec: AccountRecord, now: datetime, row: CrmRecord | None) -> dict:
 
 
 def link_records(
-    *, session: Session, records: Sequence[AccountRecord], now: datetime, primary: str
+    *,
+    session: Session,
+    records: Sequence[AccountRecord],
+    now: datetime,
+    primary: str,
+    attach_only: bool = False,
+    unplaced: list[tuple[AccountRecord, str | None]] | None = None,
 ) -> tuple[int, set[int]]:
     """Store a batch of CRM records and link each to its account. Returns how many records
-    were new or changed, and the accounts whose fields or records changed."""
+    were new or changed, and the accounts whose fields or records changed.
+
+    `attach_only`: the records describe customers of accounts the CRMs hold (a billing
+    system's customers): a new one that matches no account by cross-reference or domain gets no
+    account of its own; it is left out and appended to `unplaced` with why when it was
+    ambiguous (a domain on several accounts), for the caller to record.
+    Several of them may share a domain, and a changed cross-reference never merges accounts."""
     by_key = {(r.source, r.external_id): r for r in records}  # the last word on a key wins
     stored = _records_by_key(session, list(by_key))
     touched: set[int] = set()
@@ -77,14 +89,19 @@ def link_records(
             fresh.append(row)
             continue
         if any(getattr(row, f) != v for f, v in values.items()):
-            if values["cross_ref"] != row.cross_ref and values["cross_ref"] and not row.pinned:
+            changed_ref = values["cross_ref"] != row.cross_ref and values["cross_ref"]
+            if changed_ref and not row.pinned and not attach_only:
                 moved.append((row, values["cross_ref"]))
             row.sqlmodel_update(values)
             row.updated_at = now
             touched.add(row.account_id)
             updated += 1
     if fresh:
-        touched |= _place(session, fresh, primary=primary, now=now)
+        touched |= _place(session, fresh, primary=primary, now=now, attach_only=attach_only)
+        left_out = [r for r in fresh if not r.account_id]
+        if unplaced is not None:
+            unplaced.extend((by_key[(r.source, r.external_id)], r.review) for r in left_out)
+        fresh = [r for r in fresh if r.account_id]
     if moved:  # a cross-reference that joins two existing accounts merges them
         targets = _records_by_external_id(session, [ref for _, ref in moved])
         pairs: dict[int, int] = {}  # absorbed account -> kept account
@@ -123,9 +140,18 @@ def _rank(r: CrmRecord, primary: str) -> tuple[int, int]:
     return (r.source != primary, r.id or 0)
 
 
-def _place(session: Session, fresh: list[CrmRecord], *, primary: str, now: datetime) -> set[int]:
+def _place(
+    session: Session,
+    fresh: list[CrmRecord],
+    *,
+    primary: str,
+    now: datetime,
+    attach_only: bool = False,
+) -> set[int]:
     """Give each new record an account: by cross-reference (either direction), else by
-    domain, else a new one; ambiguous cases get their own account and a `review` note."""
+    domain, else a new one; ambiguous cases get their own account and a `review` note.
+    `attach_only`: never a new account; a record matching none keeps account_id 0 and is not
+    stored."""
     ext_ids = {r.external_id for r in fresh}
     refs = {r.cross_ref for r in fresh if r.cross_ref}
     by_ext = _records_by_external_id(session, refs)
@@ -155,11 +181,15 @@ def _place(session: Session, fresh: list[CrmRecord], *, primary: str, now: datet
         if target is not None and account_of(target):
             owner[id(r)], r.linked_by = account_of(target), "cross_ref"
         elif r.domain:
-            found = _by_domain(r, on_domain[r.domain], account_of)
+            claimants = on_domain[r.domain]
+            if attach_only:  # a customer's siblings in its own system do not make it ambiguous
+                claimants = [c for c in claimants if c.source != r.source]
+            found = _by_domain(r, claimants, account_of)
             if found is not None:
                 owner[id(r)], r.linked_by = found, "domain"
-        if id(r) not in owner:
+        if id(r) not in owner and not attach_only:
             owner[id(r)] = _new_account(r, now)
+    fresh = [r for r in fresh if id(r) in owner]
     made = list({id(a): a for a in owner.values() if isinstance(a, Account)}.values())
     if made:  # multi-row INSERTs (each new account comes from one record: its key maps back)
         table = Account.__table__  # type: ignore[attr-defined]
@@ -174,7 +204,8 @@ def _place(session: Session, fresh: list[CrmRecord], *, primary: str, now: datet
         if r.linked_by == "new":
             r.home_account_id = r.account_id
     table = CrmRecord.__table__  # type: ignore[attr-defined]
-    session.execute(table.insert(), [r.model_dump(exclude={"id"}) for r in fresh])
+    if fresh:
+        session.execute(table.insert(), [r.model_dump(exclude={"id"}) for r in fresh])
     return {r.account_id for r in fresh}
 
 

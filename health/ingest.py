@@ -17,7 +17,7 @@ from typing import Protocol
 from sqlalchemy.engine import Engine
 
 from health.db import session_scope
-from health.records import Batch
+from health.records import Batch, SwitchedOff
 from health.repo import StoreReport, get_watermark, set_watermark, store_batch, utcnow
 
 
@@ -37,6 +37,7 @@ class SyncReport:
     seconds: float = 0.0
     watermark: str | None = None
     busy: bool = False  # not run: another sync of this source was running
+    switched_off: list[SwitchedOff] = field(default_factory=list)  # fields the system lacks
 
     def as_dict(self) -> dict:
         return {
@@ -50,6 +51,10 @@ class SyncReport:
             "api_calls": self.api_calls,
             "seconds": round(self.seconds, 2),
             "watermark": self.watermark,
+            "switched_off": [
+                {"field": s.field, "turns_off": s.turns_off, "key": s.key, "fix": s.fix}
+                for s in self.switched_off
+            ],
         }
 
 
@@ -78,13 +83,16 @@ def ingest(
             batch.fetched if batch.fetched is not None else len(batch) + len(batch.errors)
         )
         report.skipped.update(e.reason for e in batch.errors)
+        report.skipped.update(f"{e.key} {e.reason}" for e in stored.no_account)
         if batch.watermark is not None:
             report.watermark = batch.watermark
         report.api_calls = getattr(source, "api_calls", None)
+        report.switched_off = list(getattr(source, "switched_off", None) or ())
         if on_batch:
             on_batch(report, batch)
     report.seconds = time.perf_counter() - started
     report.api_calls = getattr(source, "api_calls", None)
+    report.switched_off = list(getattr(source, "switched_off", None) or ())
     if report.watermark is not None:
         with session_scope(engine) as session:
             set_watermark(

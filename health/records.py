@@ -68,6 +68,21 @@ class RecordError:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class SwitchedOff:
+    """A field or property the connected system lacks, and what the sync does without it:
+    reported once per run (sync report, `healthbot doctor`), never per record."""
+
+    source: str
+    field: str  # e.g. "Case.CSAT__c"
+    turns_off: str  # what is missing without it, e.g. "the csat signal"
+    key: str  # the mapping key (or setting) that names it, e.g. "case.satisfaction"
+    fix: str  # what to do: create the field, or point the key at a field the org has
+
+    def __str__(self) -> str:
+        return f"{self.field} is missing: {self.turns_off} ({self.fix})"
+
+
 @dataclass(slots=True)
 class Batch:
     """What a source yields: records plus the watermark that is safe once they are stored."""
@@ -78,6 +93,9 @@ class Batch:
     errors: list[RecordError] = field(default_factory=list)
     watermark: str | None = None  # opaque to the store; None keeps the previous one
     fetched: int | None = None  # raw vendor records read for this batch (None: count them)
+    # the accounts are customers of CRM accounts (billing): one matching no account by
+    # cross_ref or domain is recorded as a sync error, never given an account of its own
+    attach_only: bool = False
 
     def __len__(self) -> int:
         return len(self.accounts) + len(self.observations) + len(self.outcomes)

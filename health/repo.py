@@ -15,7 +15,14 @@ from sqlmodel import Session, SQLModel
 
 from health.identity import link_records, normalise_domain
 from health.models import Account, CrmRecord, Observation, Outcome, SyncError, SyncState
-from health.records import AccountRef, Batch, ObservationRecord, OutcomeRecord
+from health.records import (
+    AccountRecord,
+    AccountRef,
+    Batch,
+    ObservationRecord,
+    OutcomeRecord,
+    RecordError,
+)
 
 CHUNK = 1000
 
@@ -78,8 +85,10 @@ class StoreReport:
     unmatched: dict[str, int] = field(default_factory=dict)  # account key -> records
     errors: int = 0
     touched_accounts: set[int] = field(default_factory=set)  # accounts whose data changed
+    no_account: list[RecordError] = field(default_factory=list)  # attach_only, matching none
 
     def add(self, other: StoreReport) -> None:
+        self.no_account += other.no_account
         self.upserted += other.upserted
         self.unchanged += other.unchanged
         self.errors += other.errors
@@ -137,13 +146,23 @@ def store_batch(
     """Persist one batch and, in the same transaction, its watermark. CRM records are linked
     to their accounts (health.identity; `primary` is the CRM whose record leads)."""
     report = StoreReport(errors=len(batch.errors))
+    errors = list(batch.errors)
     if batch.accounts:
         distinct = len({(r.source, r.external_id) for r in batch.accounts})
+        unplaced: list = []
         n_changed, touched = link_records(
-            session=session, records=batch.accounts, now=now, primary=primary
+            session=session,
+            records=batch.accounts,
+            now=now,
+            primary=primary,
+            attach_only=batch.attach_only,
+            unplaced=unplaced,
         )
+        report.no_account = [no_account(r, why) for r, why in unplaced]
+        errors += report.no_account
+        report.errors += len(unplaced)
         report.upserted += n_changed
-        report.unchanged += distinct - n_changed
+        report.unchanged += distinct - n_changed - len(unplaced)
         report.touched_accounts |= touched
     refs, ambiguous = resolve_refs(
         session=session,
@@ -208,12 +227,15 @@ def store_batch(
     report.upserted += written
     report.unchanged += len(out_rows) - written
 
-    if batch.errors:  # one row per distinct problem: a rerun refreshes seen_at, adds nothing
-        errors = {(e.source, e.key[:128], e.reason): e for e in batch.errors}
+    if errors:  # one row per distinct problem: a rerun refreshes seen_at, adds nothing
+        distinct_errors = {(e.source, e.key[:128], e.reason): e for e in errors}
         upsert(
             session,
             SyncError,
-            [{"source": s, "record_key": k, "reason": r, "seen_at": now} for s, k, r in errors],
+            [
+                {"source": s, "record_key": k, "reason": r, "seen_at": now}
+                for s, k, r in distinct_errors
+            ],
             keys=("source", "record_key", "reason"),
             update=("seen_at",),
         )
@@ -221,6 +243,17 @@ def store_batch(
         set_watermark(session=session, source=source, watermark=batch.watermark, now=now)
     session.flush()
     return report
+
+
+def no_account(rec: AccountRecord, ambiguous: str | None = None) -> RecordError:
+    """The sync error of a customer (attach_only) that matches no account (or, by its domain,
+    several: `ambiguous` says so)."""
+    how = [f"no account has the CRM id {rec.cross_ref}"] if rec.cross_ref else []
+    if ambiguous:
+        how.append(ambiguous)
+    else:
+        how.append(f"no account has the domain {rec.domain}" if rec.domain else "no email domain")
+    return RecordError(rec.source, rec.external_id, "matches no account: " + ", ".join(how))
 
 
 def get_watermark(*, session: Session, source: str) -> str | None:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     zendesk_base_url: str | None = None
     zendesk_email: str | None = None
     zendesk_api_token: SecretStr | None = None
+    stripe_api_key: SecretStr | None = None
+    stripe_base_url: str = "https://api.stripe.com"
+    stripe_account_metadata_key: str = "crm_account_id"
 
     usage_database_url: str | None = None
     usage_query: str | None = None

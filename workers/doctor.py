@@ -27,11 +27,13 @@ from connectors.base import (
     PermanentConnectorError,
     TransientConnectorError,
 )
+from connectors.hubspot import fields as hubspot_fields
 from connectors.hubspot import sink as hubspot_sink
 from connectors.salesforce import sink as salesforce_sink
 from connectors.salesforce.client import RetryingSession
 from health.db import make_engine
 from health.migrate import alembic_config
+from health.records import SwitchedOff
 from health.settings import Settings
 from playbooks.loader import check_playbooks as load_playbook_set
 
@@ -44,11 +46,12 @@ WHERE = {  # the variable that says where each source lives
     "hubspot": "HUBSPOT_BASE_URL",
     "zendesk": "ZENDESK_BASE_URL",
     "usage": "USAGE_CSV or USAGE_DATABASE_URL / USAGE_QUERY",
+    "stripe": "STRIPE_BASE_URL",
 }
 SOURCE_VARS = (
     "SALESFORCE_INSTANCE_URL + SALESFORCE_ACCESS_TOKEN, HUBSPOT_ACCESS_TOKEN, "
     "ZENDESK_BASE_URL + ZENDESK_EMAIL + ZENDESK_API_TOKEN, "
-    "or USAGE_CSV (or USAGE_DATABASE_URL + USAGE_QUERY)"
+    "USAGE_CSV (or USAGE_DATABASE_URL + USAGE_QUERY), or STRIPE_API_KEY"
 )
 
 
@@ -213,13 +216,30 @@ def _salesforce(settings: Settings) -> str:
     limits = source.client.restful("limits/") or {}  # the mapping file was loaded too
     daily = limits.get("DailyApiRequests") or {}
     left = f"; {daily['Remaining']:,} of {daily['Max']:,} daily API requests left" if daily else ""
-    return f"authenticated at {settings.salesforce_instance_url}{left}"
+    source.validate()  # a field the mapping names explicitly and the org lacks raises here
+    where = f"authenticated at {settings.salesforce_instance_url}{left}; "
+    return where + switched_off(source.switched_off, "change {key}, or create the field")
+
+
+def switched_off(notices: list[SwitchedOff], fix: str) -> str:
+    """What a source reads without, one clause per missing field (or that nothing is off)."""
+    if not notices:
+        return "every mapped field present"
+    off = "; ".join(
+        f"{s.field} missing: off: {s.turns_off} ({fix.format(key=s.key, fix=s.fix)})"
+        for s in notices
+    )
+    return f"{len(notices)} field{'s' if len(notices) > 1 else ''} missing, read without: {off}"
 
 
 def _hubspot(settings: Settings) -> str:
     client = registry.SOURCES["hubspot"].build_client(settings, **_client_opts())
-    client.search("companies", {"limit": 1, "properties": ["name"]})
-    return f"authenticated at {settings.hubspot_base_url}; companies readable"
+    wanted = ["name", *hubspot_fields.CUSTOM_PROPS["companies"]]
+    found = client.search("companies", {"limit": 1, "properties": wanted}).get("results") or []
+    off = switched_off(hubspot_fields.missing("companies", found), "{fix}") if found else ""
+    return f"authenticated at {settings.hubspot_base_url}; companies readable" + (
+        f"; {off}" if off else ""
+    )
 
 
 def _zendesk(settings: Settings) -> str:
@@ -238,11 +258,22 @@ def _usage(settings: Settings) -> str:
     return f"{where} readable; signals {', '.join(signals)}"
 
 
+def _stripe(settings: Settings) -> str:
+    api = registry.SOURCES["stripe"].build_client(settings, **_client_opts())
+    api.newest("events")
+    key = settings.stripe_account_metadata_key
+    return (
+        f"authenticated at {settings.stripe_base_url}; events readable; customers match "
+        f"accounts by metadata {key!r}, else by email domain"
+    )
+
+
 _PROBES: dict[str, Callable[[Settings], str]] = {
     "salesforce": _salesforce,
     "hubspot": _hubspot,
     "zendesk": _zendesk,
     "usage": _usage,
+    "stripe": _stripe,
 }
 
 
@@ -255,7 +286,8 @@ def _session() -> RetryingSession:
 
 
 def _client_opts() -> dict:
-    """HubSpot's build_client takes these as client options, Zendesk's build_source too."""
+    """HubSpot's and Stripe's build_client take these as client options, Zendesk's
+    build_source too."""
     return {"timeout": TIMEOUT, "max_retries": RETRIES, "sleep": _capped_sleep}
 
 

@@ -7,7 +7,8 @@ are `YYYY-MM-DD` (or midnight epoch ms).
 
 Which properties mean what (custom `healthbot_*` ones are created by `healthbot crm setup`):
 - companies: name, domain, hubspot_owner_id (-> owner email via the owners API),
-  healthbot_segment (else numberofemployees bands), healthbot_arr, healthbot_renewal_date,
+  healthbot_segment (else numberofemployees bands), healthbot_arr (else the standard
+  annualrevenue), healthbot_renewal_date,
   hs_lifecyclestage_customer_date; notes_last_contacted -> a csm_touch event at that time;
   healthbot_last_exec_meeting -> an exec_meeting event (HubSpot cannot tell which meetings
   were executive, so only this explicit property yields exec_meeting);
@@ -57,6 +58,7 @@ COMPANY_PROPS = [
     "healthbot_segment",
     "numberofemployees",
     "healthbot_arr",
+    "annualrevenue",
     "healthbot_renewal_date",
     "hs_lifecyclestage_customer_date",
     "notes_last_contacted",
@@ -181,6 +183,8 @@ def company_records(
         p = obj["properties"]
         _get(p, LASTMOD, parse_datetime)
         arr = _get(p, "healthbot_arr", _number)
+        if arr is None:  # the standard property, where the custom one is missing or empty
+            arr = _get(p, "annualrevenue", _number)
         _get(p, "numberofemployees", _number)
         owner_id = p.get("hubspot_owner_id") or None
         account = AccountRecord(

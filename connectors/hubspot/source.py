@@ -52,6 +52,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from connectors.base import PermanentConnectorError
+from connectors.hubspot import fields
 from connectors.hubspot.client import ASSOC_LIMIT, Cursor, HubSpotClient
 from connectors.hubspot.mapping import (
     CHAMPION,
@@ -79,7 +80,7 @@ from connectors.hubspot.mapping import (
     sev1_observations,
     ticket_state,
 )
-from health.records import Batch, ObservationRecord, RecordError
+from health.records import Batch, ObservationRecord, RecordError, SwitchedOff
 from health.settings import Settings
 
 KINDS = ("companies", "deals", "tickets", "contacts")
@@ -122,6 +123,7 @@ class HubSpotSource:
         self._company_tickets: dict[str, set[str]] = {}
         self._tickets: dict[str, TicketState | None] = {}
         self._all_tickets = False  # this run reads every live ticket (no ticket cursor)
+        self.switched_off: list[SwitchedOff] = []  # custom properties the portal lacks
 
     @property
     def api_calls(self) -> int:
@@ -131,6 +133,7 @@ class HubSpotSource:
         state = load_watermark(since)
         self._owners, self._company_tickets, self._tickets = None, {}, {}
         self._all_tickets = False
+        self.switched_off = []
         for kind in KINDS:
             yield from self._pull(kind, state)
         if self.track_deletions:
@@ -174,6 +177,7 @@ class HubSpotSource:
             done = cursor
             if not hold:
                 state[kind] = cursor
+            self._note(fields.missing(kind, records))
             batch = handlers[kind](records) if records else Batch()
             batch.fetched = len(records)
             batch.watermark = dump_watermark(state)
@@ -192,6 +196,7 @@ class HubSpotSource:
             if not (kind == "contacts" and first and str(exc).startswith("HubSpot 400")):
                 raise
             error = RecordError(SOURCE, "contacts", f"{NO_CHAMPIONS}: {exc}")
+            self._note([fields.switched_off("contacts", CHAMPION)])
             yield Batch(errors=[error], watermark=dump_watermark(state))
             return
         if (batch := flush(cursor)) is not None:
@@ -200,6 +205,11 @@ class HubSpotSource:
             state[kind] = cursor
             counts = self._open_tickets(sorted(self._company_tickets, key=_num), {})
             yield Batch(observations=counts, fetched=0, watermark=dump_watermark(state))
+
+    def _note(self, notices: list[SwitchedOff]) -> None:
+        """Each missing custom property once per run."""
+        seen = {n.field for n in self.switched_off}
+        self.switched_off += [n for n in notices if n.field not in seen]
 
     # -- pages ---------------------------------------------------------------------------
     def _owner_map(self) -> dict[str, str]:

@@ -26,13 +26,17 @@ class MappingError(ValueError):
 @dataclass(frozen=True)
 class FieldMapping:
     path: str = "default_mapping.yaml"
-    account: dict[str, Any] = field(default_factory=dict)  # name/website/owner/employees/arr
+    explicit: bool = (
+        False  # the admin's own file (SALESFORCE_MAPPING): every field it names must exist
+    )
+    account: dict[str, Any] = field(default_factory=dict)  # name/website/owner/employees
+    arr_fields: tuple[str, ...] = ()  # tried in order: the first with a value is the ARR
     segment_fields: tuple[str, ...] = ()
     segment_values: dict[str, str] = field(default_factory=dict)
     employee_bands: tuple[tuple[int, str], ...] = ()
     active_statuses: tuple[str, ...] = ("Activated",)
     renewal_types: tuple[str, ...] = ("Renewal",)
-    opp_amount: str = "Amount"
+    opp_amount: str | None = "Amount"
     opp_prior_amount: str | None = None
     expansion_min_growth: float = 0.08
     case_priority: str | None = "Priority"
@@ -42,13 +46,13 @@ class FieldMapping:
     csat_good: tuple[str, ...] = ()
     csat_bad: tuple[str, ...] = ()
     activity_executive: str | None = None
-    contact_champion: str = "Champion__c"
+    contact_champion: str | None = "Champion__c"
     contact_left: str | None = None
     contact_left_date: str | None = None
 
     def mapped_fields(self) -> dict[str, list[str]]:
         """Object -> fields named by the mapping (what the describe check reports by name)."""
-        acc = [v for k, v in self.account.items() if v] + list(self.segment_fields)
+        acc = [v for v in self.account.values() if v] + [*self.arr_fields, *self.segment_fields]
         return {
             "Account": acc,
             "Opportunity": [f for f in (self.opp_amount, self.opp_prior_amount) if f],
@@ -73,7 +77,7 @@ def _strs(value: Any, where: str) -> tuple[str, ...]:
     raise MappingError(f"{where}: expected a field name or a list of names, got {value!r}")
 
 
-def mapping_from_dict(data: dict, path: str) -> FieldMapping:
+def mapping_from_dict(data: dict, path: str, *, explicit: bool = False) -> FieldMapping:
     """Validate the YAML structure (not the org: that is the describe check at start-up)."""
     if not isinstance(data, dict):
         raise MappingError(f"{path}: expected a mapping at the top level")
@@ -91,17 +95,18 @@ def mapping_from_dict(data: dict, path: str) -> FieldMapping:
         if seg not in SEGMENT_NAMES:
             raise MappingError(f"{path}: account segment {seg!r} is not one of {SEGMENT_NAMES}")
     segment_fields = _strs(acc.pop("segment", None), f"{path}: account.segment")
-    for key in ("name", "website", "owner", "employees", "arr"):
+    arr_fields = _strs(acc.pop("arr", None), f"{path}: account.arr")
+    for key in ("name", "website", "owner", "employees"):
         acc.setdefault(key, None)
-    if unknown := set(acc) - {"name", "website", "owner", "employees", "arr"}:
+    if unknown := set(acc) - {"name", "website", "owner", "employees"}:
         raise MappingError(f"{path}: unknown account key(s) {sorted(unknown)}")
     if not acc["name"]:
         raise MappingError(f"{path}: account.name is required")
-    if not contact.get("champion"):
-        raise MappingError(f"{path}: contact.champion is required")
     return FieldMapping(
         path=path,
+        explicit=explicit,
         account=acc,
+        arr_fields=arr_fields,
         segment_fields=segment_fields,
         segment_values=seg_values,
         employee_bands=tuple(sorted(bands, reverse=True)),
@@ -117,18 +122,18 @@ def mapping_from_dict(data: dict, path: str) -> FieldMapping:
         csat_good=tuple(v.lower() for v in _strs(case.get("satisfaction_good"), path)),
         csat_bad=tuple(v.lower() for v in _strs(case.get("satisfaction_bad"), path)),
         activity_executive=activity.get("executive"),
-        contact_champion=contact["champion"],
+        contact_champion=contact.get("champion"),
         contact_left=contact.get("left"),
         contact_left_date=contact.get("left_date"),
     )
 
 
-def mapping_from_yaml(text: str, path: str) -> FieldMapping:
+def mapping_from_yaml(text: str, path: str, *, explicit: bool = False) -> FieldMapping:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise MappingError(f"{path}: not valid YAML: {exc}") from exc
-    return mapping_from_dict(data, path)
+    return mapping_from_dict(data, path, explicit=explicit)
 
 
 # --- values -------------------------------------------------------------------------------
@@ -247,8 +252,8 @@ def account_record(rec: dict, m: FieldMapping) -> AccountRecord | RecordError:
         if not isinstance(name, str) or not name.strip():
             raise Malformed(f"{m.account['name']} is empty")
         owner = get_path(rec, m.account["owner"]) if m.account["owner"] else None
-        arr = (
-            _number(get_path(rec, m.account["arr"]), m.account["arr"]) if m.account["arr"] else None
+        arr = next(
+            (v for f in m.arr_fields if (v := _number(get_path(rec, f), f)) is not None), None
         )
         starts, ends = [], []
         for c in (rec.get("Contracts") or {}).get("records") or []:
@@ -288,7 +293,7 @@ def outcome_record(rec: dict, m: FieldMapping) -> OutcomeRecord | None | RecordE
         closed = parse_date(rec.get("CloseDate"), "CloseDate")
         if closed is None:
             raise Malformed("CloseDate is empty")
-        amount = _number(get_path(rec, m.opp_amount), m.opp_amount)
+        amount = _number(get_path(rec, m.opp_amount), m.opp_amount) if m.opp_amount else None
         prior = (
             _number(get_path(rec, m.opp_prior_amount), m.opp_prior_amount)
             if m.opp_prior_amount
@@ -367,7 +372,8 @@ def contact_observations(rec: dict, m: FieldMapping) -> list[ObservationRecord] 
     try:
         _require_id(rec)
         account_id = rec.get("AccountId")
-        if not account_id or get_path(rec, m.contact_champion) is not True:
+        champion = m.contact_champion
+        if not account_id or champion is None or get_path(rec, champion) is not True:
             return []
         left = rec.get("IsDeleted") is True or (
             m.contact_left is not None and get_path(rec, m.contact_left) is True

@@ -24,6 +24,13 @@ advancing the Case position, so a run killed mid-way re-reads its cases rather t
 snapshot, and a rerun yields exactly the rows an uninterrupted run would. Without a saved Case
 position every Case (deleted and closed ones too) was just read, so the counts are tallied from
 those pages; otherwise only changed cases were read and an aggregate COUNT query supplies them.
+
+Before any data query every object is described (7 calls) and every selected field checked
+(connectors.salesforce.fields): a field the default mapping names and the org lacks is left out
+of the queries and switches off only what reads it (`switched_off`, reported once per run);
+without a champion flag no Contact query is sent. An org with the standard fields only is read
+at 7 describes + one query per page of Accounts (with their Contracts), Opportunities, Cases,
+Tasks and Events.
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ from simple_salesforce.format import format_soql
 from connectors.base import PermanentConnectorError
 from connectors.salesforce import mapping as mp
 from connectors.salesforce.client import SalesforceClient
+from connectors.salesforce.fields import degrade
 from connectors.salesforce.mapping import FieldMapping, MappingError
-from health.records import Batch, RecordError
+from health.records import Batch, RecordError, SwitchedOff
 from health.settings import Settings
 
 DEFAULT_MAPPING = Path(__file__).with_name("default_mapping.yaml")
@@ -121,6 +129,7 @@ class SalesforceSource:
     def __init__(self, client: SalesforceClient, mapping: FieldMapping):
         self.client, self.mapping = client, mapping
         self.fields = select_fields(mapping)
+        self.switched_off: list[SwitchedOff] = []
         self._validated = False
 
     @property
@@ -130,11 +139,13 @@ class SalesforceSource:
     # --- start-up check -------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Describe every object read and check every field selected, before any data query."""
+        """Describe every object read and check every field selected, before any data query.
+        A field the default mapping names and the org lacks switches off what depends on it
+        (`switched_off`); a missing standard field, or one the admin's own mapping names, stops
+        the sync with every such field named."""
         if self._validated:
             return
-        mapped = {o: {f.lower() for f in fs} for o, fs in self.mapping.mapped_fields().items()}
-        problems = []
+        missing: list[tuple[str, str]] = []
         needed = dict(
             self.fields, Contract=self.fields["Contract"] + ["StartDate", "EndDate", "Status"]
         )
@@ -144,22 +155,16 @@ class SalesforceSource:
             rels = {(f.get("relationshipName") or "").lower() for f in describe.get("fields", [])}
             for fld in needed[obj]:
                 head = fld.split(".", 1)[0].lower()
-                ok = _FIELD.match(fld) and (head in rels if "." in fld else head in names)
-                if ok:
-                    continue
-                if fld.lower() in mapped.get(obj, set()):
-                    problems.append(
-                        f"{obj}.{fld} (named in the Salesforce mapping {self.mapping.path}) is not "
-                        f"a field of {obj} in this org"
-                    )
-                else:
-                    problems.append(f"{obj}.{fld} (a standard field healthbot reads) is missing")
+                if not (_FIELD.match(fld) and (head in rels if "." in fld else head in names)):
+                    missing.append((obj, fld))
+        mapping, self.switched_off, problems = degrade(self.mapping, missing)
         if problems:
             raise PermanentConnectorError(
                 "Salesforce field check failed: "
                 + "; ".join(problems)
                 + ". Fix the mapping file (SALESFORCE_MAPPING) or the org's field permissions."
             )
+        self.mapping, self.fields = mapping, select_fields(mapping)
         self._validated = True
 
     # --- streams --------------------------------------------------------------------------
@@ -209,10 +214,11 @@ class SalesforceSource:
             wm, "Task", mp.activity_observations, include_deleted=False, where=closed
         )
         yield from self._simple(wm, "Event", mp.activity_observations, include_deleted=False)
-        champ = format_soql("{:literal} = true", self.mapping.contact_champion)
-        yield from self._simple(
-            wm, "Contact", mp.contact_observations, include_deleted=True, where=champ
-        )
+        if self.mapping.contact_champion:  # without a champion flag there is nothing to read
+            champ = format_soql("{:literal} = true", self.mapping.contact_champion)
+            yield from self._simple(
+                wm, "Contact", mp.contact_observations, include_deleted=True, where=champ
+            )
 
     def _account_batch(self, records: list[dict], batch: Batch, seen: set[str]) -> None:
         for rec in records:
@@ -343,13 +349,14 @@ def is_configured(settings: Settings) -> bool:
 
 
 def load_mapping(path: Path | None) -> FieldMapping:
+    """The admin's mapping file (every field it names must exist), or the default one."""
     where = path or DEFAULT_MAPPING
     try:
         text = Path(where).read_text()
     except OSError as exc:
         raise PermanentConnectorError(f"SALESFORCE_MAPPING: cannot read {where}: {exc}") from exc
     try:
-        return mp.mapping_from_yaml(text, str(where))
+        return mp.mapping_from_yaml(text, str(where), explicit=path is not None)
     except MappingError as exc:
         raise PermanentConnectorError(f"SALESFORCE_MAPPING: {exc}") from exc
 

@@ -405,6 +405,17 @@ class HubSpotSandbox:
         self.router.malformed_next = True
 
 
+CUSTOM_DATA_PROPERTIES = (  # what a fresh portal lacks of what healthbot reads
+    ("companies", "healthbot_segment"),
+    ("companies", "healthbot_arr"),
+    ("companies", "healthbot_renewal_date"),
+    ("companies", "healthbot_last_exec_meeting"),
+    ("deals", "healthbot_prior_amount"),
+    ("contacts", "healthbot_champion"),
+    ("contacts", "healthbot_left_company"),
+)
+
+
 def start_hubspot_sandbox(
     portfolio=None,
     *,
@@ -413,12 +424,16 @@ def start_hubspot_sandbox(
     tls: bool = False,
     ssl_context=None,
     champion_properties: bool = True,
+    custom_properties: bool = True,
 ) -> HubSpotSandbox:
     """`champion_properties=False`: a portal where the healthbot_* contact properties were
-    never created (searching on them is a 400)."""
+    never created (searching on them is a 400); `custom_properties=False`: none of the
+    healthbot_* data properties exist (companies, deals, contacts): answers leave them out."""
     store = HubSpotStore()
-    if not champion_properties:
+    if not champion_properties or not custom_properties:
         store.properties["contacts"].clear()
+    if not custom_properties:
+        store.absent |= {(kind, name) for kind, name in CUSTOM_DATA_PROPERTIES}
     ids = store.seed(portfolio) if portfolio is not None else {}
     router = HubSpotRouter(store, token=token, search_cap=search_cap)
     ca_path = None

@@ -99,6 +99,9 @@ class HubSpotStore:
     archived_assoc: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
     contact_ids: dict[str, str] = field(default_factory=dict)  # portfolio id -> contact id
     duplicates: dict[str, str] = field(default_factory=dict)  # duplicate company -> original
+    # (type, property) the portal lacks: left out of every answer, as HubSpot leaves out
+    # unknown names asked for in `properties`
+    absent: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for name, label in CONTACT_PROPERTIES:
@@ -219,9 +222,11 @@ class HubSpotStore:
         the asked-for property histories (newest first) and associations."""
         wanted = set(DEFAULT_PROPS) | {lastmod_of(kind)} | set(props or ())
         out = dict(obj)
+        wanted -= {name for t, name in self.absent if t == kind}
         out["properties"] = {k: v for k, v in obj["properties"].items() if k in wanted}
         for k in props or ():
-            out["properties"].setdefault(k, None)
+            if k in wanted:
+                out["properties"].setdefault(k, None)
         if with_history:
             hist = self.history.get((kind, obj["id"]), {})
             out["propertiesWithHistory"] = {

@@ -31,6 +31,7 @@ from connectors.sandbox.entities import (
     UsageDay,
 )
 from connectors.sandbox.names import salesforce_id
+from connectors.stripe.mapping import Due, days_late_series
 from health.records import AccountRecord, AccountRef, ObservationRecord, OutcomeRecord
 
 __all__ = [
@@ -358,23 +359,10 @@ def generate_portfolio(
 
 
 def _days_late(invoices: Iterable[Invoice], end: date) -> Iterator[tuple[date, int]]:
-    """(day, days the oldest open invoice is overdue): weekly while any is, 0 on settling."""
-    spans = [(v.due_on + _DAY, v.paid_on or end + _DAY, v.due_on) for v in invoices]
-    spans = [s for s in spans if s[0] < s[1]]
-    if not spans:
-        return
-    d, stop, episode = min(s[0] for s in spans), max(s[1] for s in spans), None
-    while d <= stop:
-        dues = [due for s, e, due in spans if s <= d < e]
-        if dues:
-            episode = episode or d
-            if (d - episode).days % 7 == 0:
-                yield d, (d - min(dues)).days
-        elif episode is not None:
-            episode = None
-            if d <= end:
-                yield d, 0
-        d += _DAY
+    """(day, days the oldest open invoice is overdue): weekly while any is, 0 on settling
+    (the series the Stripe connector derives from the same invoices)."""
+    dues = [Due(v.account_id, v.due_on, v.paid_on) for v in invoices]
+    return days_late_series(dues, end, snapshot=False)
 
 
 def observation_records(p: Portfolio, *, source: str = "sandbox") -> Iterator[ObservationRecord]:

@@ -34,6 +34,7 @@ import ssl
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import trustme
@@ -89,12 +90,24 @@ class SalesforceSandbox:
         version: str = VERSION,
         score_fields: bool = True,
         metadata_access: bool = True,
+        custom_fields: bool = True,
+        without: Iterable[str] = (),
     ):
         self.db = seed(portfolio) if portfolio is not None else {o: {} for o in SCHEMA}
         self.schema = {obj: dict(fields) for obj, fields in SCHEMA.items()}  # this org's fields
         if not score_fields:
             for name in HEALTH_FIELDS:
                 del self.schema["Account"][name]
+        gone = [tuple(f.split(".", 1)) for f in without]
+        if not custom_fields:  # a fresh org: Salesforce's standard fields only
+            gone += [
+                (obj, f)
+                for obj, fields in self.schema.items()
+                for f in fields
+                if f.endswith("__c") and f not in HEALTH_FIELDS
+            ]
+        for obj, name in gone:
+            del self.schema[obj][name]
         self.metadata_access = metadata_access  # False: Metadata API calls get INSUFFICIENT_ACCESS
         self.field_metadata: dict[str, dict] = {}  # CustomField definitions by full name
         self.token, self.api_limit, self.version = token, api_limit, version
@@ -276,10 +289,16 @@ def start_salesforce_sandbox(
     rate_limit_status: int = 403,
     score_fields: bool = True,
     metadata_access: bool = True,
+    custom_fields: bool = True,
+    without: Iterable[str] = (),
 ) -> SalesforceSandbox:
     """Seed from `portfolio` and serve on https://127.0.0.1:<port>; `.ca_path` is the CA to
     trust (session.verify / REQUESTS_CA_BUNDLE). `score_fields=False`: Account has none of the
-    Health_* fields; `metadata_access=False`: the user may not use the Metadata API."""
+    Health_* fields; `metadata_access=False`: the user may not use the Metadata API;
+    `custom_fields=False`: an org with Salesforce's standard fields only (no Segment__c,
+    ARR__c, CSAT__c, Champion__c, ...); `without`: just these fields missing ("Case.CSAT__c").
+    A missing field is absent from describe, and a query naming it gets Salesforce's 400
+    INVALID_FIELD ("No such column 'X' on entity 'Y'. ...")."""
     sandbox = SalesforceSandbox(
         portfolio,
         token=token,
@@ -287,6 +306,8 @@ def start_salesforce_sandbox(
         rate_limit_status=rate_limit_status,
         score_fields=score_fields,
         metadata_access=metadata_access,
+        custom_fields=custom_fields,
+        without=without,
     )
     ctx, sandbox.ca_path = tls_context()
     sandbox.server = SandboxServer(sandbox.route, sandbox.fault_response, ssl_context=ctx).start()

@@ -385,7 +385,7 @@ def test_unknown_mapped_field_is_reported_before_any_query(sandbox, tmp_path):
     custom = tmp_path / "mapping.yaml"
     default = load_mapping(None).path
     text_ = Path(default).read_text()
-    custom.write_text(text_.replace("arr: ARR__c", "arr: Annual_Recurring__c"))
+    custom.write_text(text_.replace("arr: [ARR__c", "arr: [Annual_Recurring__c"))
     source = make_source(sandbox, mapping=load_mapping(custom))
     with pytest.raises(PermanentConnectorError) as err:
         list(source.pull(None))

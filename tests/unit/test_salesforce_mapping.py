@@ -220,4 +220,4 @@ def test_mapping_file_errors():
     m = mp.mapping_from_yaml(
         "account: {name: Name, arr: AnnualRevenue}\ncontact: {champion: C__c}", "m.yaml"
     )
-    assert m.account["arr"] == "AnnualRevenue" and m.mapped_fields()["Case"] == []
+    assert m.arr_fields == ("AnnualRevenue",) and m.mapped_fields()["Case"] == []

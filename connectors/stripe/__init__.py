@@ -1,0 +1,1 @@
+"""Stripe: billing signals (failed payments, overdue invoices) and subscription ARR."""
