@@ -180,7 +180,9 @@ class SignalSeries:
         i, j = bisect_left(self._times, lo), bisect_left(self._times, hi)
         return self._prefix[j] - self._prefix[i], j - i
 
-    def stats_at(self, now: datetime) -> SignalStats | None:
+    def stats_at(self, now: datetime, *, active: bool = True) -> SignalStats | None:
+        """The statistics at `now` (None: nothing observed in the lookback); `active`: with
+        the activity statistics (ACTIVE_STATS), else those are None."""
         t = now.timestamp()
         end = bisect_left(self._times, t)
         if end == 0 or self._times[end - 1] < t - LOOKBACK_DAYS * DAY:
@@ -190,19 +192,20 @@ class SignalSeries:
         for days in WINDOW_DAYS:  # n7, s7, n30, s30, n90, s90, n180, s180
             total, n = self._window(t - days * DAY, t)
             sums += [n, total]
+        latest = (self._values[end - 1], self._stamps[end - 1], (t - self._times[end - 1]) / DAY)
+        if not active:
+            return from_window_sums(*latest, *sums)
         lo = t - LOOKBACK_DAYS * DAY
         first = self._times[bisect_left(self._times, lo)]
-        active, hi = self._active, bisect_left(self._active, t)
-        last = active[hi - 1] if hi and active[hi - 1] >= lo else None
+        used, hi = self._active, bisect_left(self._active, t)
+        last = used[hi - 1] if hi and used[hi - 1] >= lo else None
         weeks = 0
         for k in range(ACTIVE_WEEKS):  # newest week first; `hi` ends the week
-            start = bisect_left(active, t - (k + 1) * WEEK, 0, hi)
+            start = bisect_left(used, t - (k + 1) * WEEK, 0, hi)
             weeks += start < hi
             hi = start
         return from_window_sums(
-            self._values[end - 1],
-            self._stamps[end - 1],
-            (t - self._times[end - 1]) / DAY,
+            *latest,
             *sums,
             active_days=None if last is None else (t - last) / DAY,
             first_days=(t - first) / DAY,

@@ -229,7 +229,7 @@ def test_trend_and_drivers_explain_a_decline():
     assert result.drivers[1].from_value == 0.95 and result.drivers[1].to_value == 0.45
     sentence = explain(result, name="Acme", model=MODEL)
     assert sentence.startswith("Acme is ")
-    assert "active users vs baseline (30 days) fell from 95% to 45%" in sentence
+    assert "active users vs baseline fell from 95% to 45%" in sentence
     assert f"down {abs(round(result.trend_30d))} points in 30 days" in sentence
 
 
