@@ -30,6 +30,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal,
     null,
     select,
     true,
@@ -249,19 +250,28 @@ def _activity(*, now: datetime, needs: Needs, postgres: bool) -> list:
     signals = None if needs.active_of is None else sorted(needs.active_of)
     if signals is None:
         wanted = true()  # every signal
+    elif len(signals) == 1:  # the usual case, and the cheapest test per row
+        wanted = OBS.signal == signals[0]
     elif postgres:
         wanted = OBS.signal == func.any(bindparam("active_of", signals, type_=ARRAY(String)))
     else:
         wanted = OBS.signal.in_(signals)
     active = and_(wanted, OBS.value > 0)
-    bit = case(  # week k back from now: [now - 7(k+1) days, now - 7k days)
-        *(
-            (OBS.observed_at >= now - timedelta(days=7 * (k + 1)), 1 << k)
-            for k in range(ACTIVE_WEEKS)
-        )
-    )
     recent = and_(active, OBS.observed_at >= now - timedelta(days=7 * ACTIVE_WEEKS))
-    mask = func.bit_or(bit) if postgres else func.sum(bit.distinct())
+    if postgres:  # week k back from now: ceil(age / week) - 1 (exact at week boundaries)
+        age = func.date_part(
+            "epoch", bindparam("now", now, type_=DateTime(timezone=True)) - OBS.observed_at
+        )
+        week = cast(func.ceil(age / WEEK), Integer) - 1
+        mask = func.bit_or(literal(1, Integer).op("<<")(week))
+    else:  # the same weeks by comparison (timestamps are text here); no bit_or in SQLite
+        bit = case(
+            *(
+                (OBS.observed_at >= now - timedelta(days=7 * (k + 1)), 1 << k)
+                for k in range(ACTIVE_WEEKS)
+            )
+        )
+        mask = func.sum(bit.distinct())
     return [
         func.max(OBS.observed_at).filter(active),
         func.min(OBS.observed_at).filter(wanted),
