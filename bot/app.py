@@ -42,7 +42,8 @@ def build_app(
     )
     ctx = BotContext(
         engine=engine or get_engine(settings.database_url),
-        model=model or load_model(settings.healthbot_model),
+        model=model
+        or load_model(settings.healthbot_model, min_confidence=settings.healthbot_min_confidence),
         salesforce_url=settings.salesforce_instance_url,
         managers=tuple(settings.slack_managers),
         stale_days=settings.sentiment_stale_days,

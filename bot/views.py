@@ -37,6 +37,7 @@ DOTS = {
     "monitor": ":large_yellow_circle:",
     "at_risk": ":large_orange_circle:",
     "critical": ":red_circle:",
+    "insufficient": ":white_circle:",  # no tier claimed: too little data
 }
 BARS = "▁▂▃▄▅▆▇█"
 MAX_LINES = 40  # accounts listed in one message, under Slack's 50 blocks
@@ -334,7 +335,7 @@ def home_view(
     blocks.append(HeaderBlock(text="Your book"))
     if not lines:
         blocks.append(SectionBlock(text=_md(f"No scored account has {esc(owner)} as owner.")))
-    for tier in ("critical", "at_risk", "monitor", "healthy"):
+    for tier in ("critical", "at_risk", "monitor", "healthy", "insufficient"):
         rows = [x for x in lines if x.tier == tier]
         if rows:
             text = f"{DOTS[tier]} *{TIER_LABELS[tier]}* ({len(rows)})\n" + "\n".join(

@@ -53,7 +53,8 @@ def engine():
 
 
 def model() -> ScoringModel:
-    return load_model(get_settings().healthbot_model)
+    settings = get_settings()
+    return load_model(settings.healthbot_model, min_confidence=settings.healthbot_min_confidence)
 
 
 @app.command()

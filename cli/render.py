@@ -25,6 +25,7 @@ TIER_STYLE = {
     "monitor": "yellow",
     "at_risk": "dark_orange",
     "critical": "bold red",
+    "insufficient": "dim italic",  # no tier claimed: too little data
 }
 SPARKS = "▁▂▃▄▅▆▇█"
 

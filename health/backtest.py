@@ -28,8 +28,9 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from health.scoring.model import INSUFFICIENT  # the tier below the confidence floor
+
 FLAGGED = ("at_risk", "critical")
-INSUFFICIENT = "insufficient_data"
 MIN_OUTCOMES = 10  # fewer and no metric is reported
 # retention by score range: the table of domain article 003 ("Segment Analysis")
 BANDS: tuple[tuple[str, float, float], ...] = (

@@ -12,7 +12,9 @@ from sqlmodel import Session
 from health.identity import records_of
 from health.models import Account, Observation, Outcome, Score, ScoreChange, SyncState
 from health.score_history import scores_as_of
-from health.scoring.model import TIERS, ScoringModel
+from health.scoring.model import ALL_TIERS, INSUFFICIENT, ScoringModel
+
+WORST_FIRST = ("critical", "at_risk", "monitor", "healthy", INSUFFICIENT)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def portfolio(*, session: Session, top: int = 10) -> Portfolio:
         TierSummary(
             t, sum(1 for x in lines if x.tier == t), sum(x.arr or 0 for x in lines if x.tier == t)
         )
-        for t in TIERS
+        for t in ALL_TIERS  # insufficient data counted on its own, never in a risk tier
     ]
     risky = sorted(
         (x for x in lines if x.tier in ("at_risk", "critical")),
@@ -117,7 +119,7 @@ def book(*, session: Session, owner: str) -> list[AccountLine]:
     accounts = session.exec(q).scalars().all()
     latest = scores_as_of(session=session, ids=[a.id for a in accounts], lo=None, hi=None)
     lines = [account_line(a, latest[a.id]) for a in accounts if a.id in latest]
-    return sorted(lines, key=lambda x: (TIERS.index(x.tier) * -1, x.total))
+    return sorted(lines, key=lambda x: (WORST_FIRST.index(x.tier), x.total))
 
 
 def nearest_names(*, session: Session, name: str, n: int = 3) -> list[str]:

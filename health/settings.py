@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "scoring" / "default_model.yaml"
@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     healthbot_model: Path = DEFAULT_MODEL_PATH
     healthbot_playbooks: Path | None = None  # a directory of playbook YAML; None: the shipped set
+    # below this confidence no tier is claimed ("insufficient"): a share (0.5) or a percentage
+    # ("50", "50%"); unset: the model file's tiers.min_confidence (default 0.5)
+    healthbot_min_confidence: float | None = None
     primary_crm: str = "salesforce"  # whose record leads when a customer is in several CRMs
 
     slack_bot_token: SecretStr | None = None
@@ -66,6 +69,15 @@ class Settings(BaseSettings):
     writeback_retry_seconds: float = 30  # first retry of a record the CRM refused; doubles
     writeback_max_attempts: int = 3  # a permanent refusal is parked after this many
     redis_visibility_timeout: int = 3600  # seconds before an unacknowledged task is redelivered
+
+    @field_validator("healthbot_min_confidence", mode="before")
+    @classmethod
+    def _share(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().removesuffix("%").strip() or None
+        if value is not None and float(value) > 1:  # a percentage
+            return float(value) / 100
+        return value
 
 
 @lru_cache

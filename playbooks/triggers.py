@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from health.scoring.model import TIERS
+from health.scoring.model import ALL_TIERS as TIERS  # with "insufficient"
 from playbooks.facts import LIFECYCLES, AccountFacts
 from playbooks.spec import days_of
 

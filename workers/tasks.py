@@ -38,8 +38,8 @@ BACKOFF_BASE, BACKOFF_MAX = 5.0, 600.0
 
 
 @cache
-def model(path: str) -> ScoringModel:
-    return load_model(path)
+def model(path: str, min_confidence: float | None = None) -> ScoringModel:
+    return load_model(path, min_confidence=min_confidence)
 
 
 def context() -> tuple:
@@ -114,7 +114,7 @@ def score_accounts(self, account_ids: list[int], day: str | None = None) -> dict
     report = pipeline.score_accounts(
         engine,
         settings,
-        model(str(settings.healthbot_model)),
+        model(str(settings.healthbot_model), settings.healthbot_min_confidence),
         account_ids,
         day=date.fromisoformat(day) if day else None,
     )

@@ -23,13 +23,15 @@ from health.records import ScoreWrite, WriteError, WriteResult
 from health.settings import Settings
 
 GROUP, GROUP_LABEL = "customer_health", "Customer health"
-TIERS = ("healthy", "monitor", "at_risk", "critical")
+TIERS = ("healthy", "monitor", "at_risk", "critical", "insufficient")  # last: no tier claimed
+LABELS = {"insufficient": "Insufficient data"}
 PROPERTIES = {
     "score": {"name": "health_score", "label": "Health Score", "type": "number",
               "fieldType": "number"},
     "tier": {"name": "health_tier", "label": "Health Tier", "type": "enumeration",
              "fieldType": "select", "options": [
-                 {"label": t.replace("_", " ").title(), "value": t, "displayOrder": i}
+                 {"label": LABELS.get(t, t.replace("_", " ").title()), "value": t,
+                  "displayOrder": i}
                  for i, t in enumerate(TIERS)]},
     "trend_30d": {"name": "health_trend_30d", "label": "Health 30-day trend", "type": "number",
                   "fieldType": "number"},

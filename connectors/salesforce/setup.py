@@ -41,7 +41,13 @@ from connectors.salesforce.sink import DRIVERS_MAX
 
 OBJECT = "Account"
 PER_CALL = 10  # components per createMetadata / readMetadata call
-TIERS = {"healthy": "Healthy", "monitor": "Monitor", "at_risk": "At risk", "critical": "Critical"}
+TIERS = {
+    "healthy": "Healthy",
+    "monitor": "Monitor",
+    "at_risk": "At risk",
+    "critical": "Critical",
+    "insufficient": "Insufficient data",  # too little data for a tier
+}
 DESCRIPTION = "Written by healthbot (customer health score); edits are overwritten."
 FLS_STEP = (
     "Salesforce shows a new field to nobody until field-level security grants it: in Setup > "

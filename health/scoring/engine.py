@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from health.scoring.model import TIERS, Bands, ScoringModel
+from health.scoring.model import INSUFFICIENT, TIERS, Bands, ScoringModel
 from health.scoring.stats import SignalStats
 from health.scoring.vector import Arrays, Plan, compute_columns, fill
 
@@ -147,12 +147,15 @@ def announce(
     raw: str, prior: PriorState, *, hard_event: bool, today: date, hold_days: int
 ) -> tuple[str, date | None, bool]:
     """(announced tier, pending since, changed now). A change must hold `hold_days` unless a
-    hard event makes the tier worse, which is announced at once."""
+    hard event makes the tier worse, which is announced at once; so is a change to or from
+    insufficient data (no tier to keep claiming, or no claim made yet to keep)."""
     current = prior.announced_tier
     if current is None:
         return raw, None, False
     if raw == current:
         return current, None, False
+    if INSUFFICIENT in (raw, current):
+        return raw, None, True
     if hard_event and TIERS.index(raw) > TIERS.index(current):
         return raw, None, True
     since = prior.pending_since if (prior.tier == raw and prior.pending_since) else today
@@ -243,8 +246,9 @@ def _result(
 ) -> ScoreResult:
     components, stored, moved, costs = _components(model, plan, rows, i)
     total = round(min(100.0, max(0.0, rows.totals[i])), 1)
+    confidence = round(rows.confidence[i], 3)
     bands, stages = tier_bands(model, account, today)
-    raw = tier_for(total, bands)
+    raw = tier_for(total, bands) if confidence >= model.tiers.min_confidence else INSUFFICIENT
     hard = tuple(key for (key, *_), h in zip(plan.hard_events, rows.hard, strict=True) if h[i])
     announced, pending, changed = announce(
         raw, prior, hard_event=bool(hard), today=today, hold_days=model.tiers.hold_days
@@ -264,7 +268,7 @@ def _result(
         tier_announced=changed,
         hard_events=hard,
         components=components,
-        confidence=round(rows.confidence[i], 3),
+        confidence=confidence,
         trend_30d=trend_30,
         trend_90d=trend_90,
         trend=trend,

@@ -14,15 +14,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from health.scoring.stats import Needs
 
 Stat = Literal[
-    "latest", "avg_7d", "avg_30d", "avg_90d", "sum_30d", "sum_90d", "baseline", "days_since"
+    "latest",
+    "avg_7d",
+    "avg_30d",
+    "avg_90d",
+    "sum_30d",
+    "sum_90d",
+    "baseline",
+    "days_since",
+    "days_since_active",
+    "active_week_share",
 ]
+AGE_STATS = ("days_since", "days_since_active")  # more of them is older, not more
 STATS: tuple[str, ...] = Stat.__args__  # type: ignore[attr-defined]
 TIERS = ("healthy", "monitor", "at_risk", "critical")  # best first
+# below the model's min_confidence no tier is claimed: this one is off the scale above
+INSUFFICIENT = "insufficient"
+ALL_TIERS = (*TIERS, INSUFFICIENT)  # every tier a score can carry, in the order shown
 TIER_LABELS = {
     "healthy": "Healthy",
     "monitor": "Monitor",
     "at_risk": "At risk",
     "critical": "Critical",
+    INSUFFICIENT: "Insufficient data",
 }
 
 
@@ -38,6 +52,7 @@ class SignalDef(_Frozen):
     direction: Literal["up", "down", "none"]
     unit: str = ""
     description: str = ""
+    source: str = ""  # where it comes from: named when its absence leaves too little data
 
 
 class MetricDef(_Frozen):
@@ -111,6 +126,7 @@ class TierRules(_Frozen):
     segments: dict[Literal["enterprise", "mid_market", "smb"], Bands] = {}
     lifecycle: dict[Literal["onboarding", "renewal_window"], LifecycleRule] = {}
     hold_days: int = Field(default=7, ge=0)
+    min_confidence: float = Field(default=0.5, ge=0, le=1)  # below: insufficient
 
 
 class HardEventDef(_Frozen):
@@ -143,12 +159,12 @@ class ScoringModel(_Frozen):
                 direction = self.signals[metric.signal].direction
                 if direction != "none":
                     # more of a good signal (or a more recent one) must never score lower
-                    good_when_rising = (direction == "up") != (metric.stat == "days_since")
+                    good_when_rising = (direction == "up") != (metric.stat in AGE_STATS)
                     if metric.rising != good_when_rising:
                         raise ValueError(
                             f"{where}.points: scores {'rise' if metric.rising else 'fall'} as "
                             f"{metric.signal} ({direction} is healthier) gets "
-                            f"{'older' if metric.stat == 'days_since' else 'larger'}"
+                            f"{'older' if metric.stat in AGE_STATS else 'larger'}"
                         )
                 ref = metric.ratio_to
                 if ref and ref != "baseline" and ref.partition(".")[0] not in self.signals:
@@ -176,6 +192,20 @@ class ScoringModel(_Frozen):
         pairs += [(e.signal, "latest") for e in self.hard_events.values()]
         return Needs.of(pairs)
 
+    def with_min_confidence(self, min_confidence: float | None) -> ScoringModel:
+        """This model with another confidence floor (None: as it is)."""
+        if min_confidence is None:
+            return self
+        tiers = TierRules.model_validate(
+            {**self.tiers.model_dump(), "min_confidence": min_confidence}
+        )
+        return self.model_copy(update={"tiers": tiers})
+
+    def sources_of(self, component: str) -> list[str]:
+        """Where a component's signals come from (the signals' `source`, else their key)."""
+        metrics = self.components[component].metrics.values()
+        return list(dict.fromkeys(self.signals[m.signal].source or m.signal for m in metrics))
+
     def used_signals(self) -> set[str]:
         used = {m.signal for c in self.components.values() for m in c.metrics.values()}
         used |= {
@@ -197,7 +227,9 @@ def parse_model(data: object, *, source: str = "<model>") -> ScoringModel:
         raise ModelError(f"{source}: {key}: {err['msg']}{more}") from None
 
 
-def load_model(path: str | Path) -> ScoringModel:
+def load_model(path: str | Path, *, min_confidence: float | None = None) -> ScoringModel:
+    """The model file at `path`; `min_confidence` (HEALTHBOT_MIN_CONFIDENCE) overrides its
+    `tiers.min_confidence`."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -205,4 +237,10 @@ def load_model(path: str | Path) -> ScoringModel:
         raise ModelError(f"{path}: cannot read the scoring model: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ModelError(f"{path}: not valid YAML: {exc}") from None
-    return parse_model(data, source=str(path))
+    model = parse_model(data, source=str(path))
+    try:
+        return model.with_min_confidence(min_confidence)
+    except ValidationError:
+        raise ModelError(
+            f"HEALTHBOT_MIN_CONFIDENCE: must lie in 0..1 (a share), got {min_confidence}"
+        ) from None

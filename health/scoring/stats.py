@@ -11,6 +11,14 @@ Definitions, for a scoring instant `now` (windows are [now - N days, now)):
   baseline             mean of days 180..90 before now; for a series younger than that,
                        the mean of everything observed so far (the account's own onboarding level)
   days_since           days from latest_at to now
+  days_since_active    days from the newest observation with a value above 0 to now; a series
+                       with no such value within LOOKBACK_DAYS reads LOOKBACK_DAYS (no use in
+                       a year), so "used it yesterday" and "gone for months" never look alike
+  active_week_share    of the last ACTIVE_WEEKS 7-day weeks back from now (week k is
+                       [now - 7(k+1) days, now - 7k days)), those with a value above 0, over the
+                       weeks since the series' first observation (at most ACTIVE_WEEKS): weekly
+                       or sparse rows read the same as daily ones, a new account is not
+                       penalised for weeks before it existed
 
 A scorer states what it reads as `Needs` (`needs_of(model)`): the SQL pass then aggregates
 only those windows and looks up newest values only for those signals; statistics not asked
@@ -27,6 +35,9 @@ from typing import NamedTuple
 
 LOOKBACK_DAYS = 365
 DAY = 86400.0
+ACTIVE_WEEKS = 12
+WEEK = 7 * DAY
+ACTIVE_STATS = ("days_since_active", "active_week_share")  # need the activity aggregates
 
 
 WINDOW_DAYS = (7, 30, 90, 180)  # the windows the statistics are built from
@@ -39,30 +50,39 @@ STAT_WINDOWS: dict[str, tuple[int, ...]] = {
     "baseline": (90, 180),
     "latest": (),
     "days_since": (),
+    "days_since_active": (),
+    "active_week_share": (),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Needs:
-    """What a scorer reads: which windows, and the newest value of which signals
-    (None: every signal)."""
+    """What a scorer reads: which windows, the newest value of which signals, and the
+    activity statistics (ACTIVE_STATS) of which signals (None: every signal)."""
 
     windows: frozenset[int] = frozenset(WINDOW_DAYS)
     latest_of: frozenset[str] | None = None
+    active_of: frozenset[str] | None = None
 
     @classmethod
     def of(cls, stats: Iterable[tuple[str, str]]) -> Needs:
         """From (signal, statistic) pairs."""
         windows: set[int] = set()
         latest: set[str] = set()
+        active: set[str] = set()
         for signal, stat in stats:
             windows.update(STAT_WINDOWS[stat])
             if stat == "latest":
                 latest.add(signal)
-        return cls(frozenset(windows), frozenset(latest))
+            elif stat in ACTIVE_STATS:
+                active.add(signal)
+        return cls(frozenset(windows), frozenset(latest), frozenset(active))
 
     def wants_latest(self, signal: str) -> bool:
         return self.latest_of is None or signal in self.latest_of
+
+    def wants_active(self, signal: str) -> bool:
+        return self.active_of is None or signal in self.active_of
 
 
 ALL = Needs()
@@ -80,9 +100,16 @@ def from_window_sums(
     s90: float | None = None,
     n180: int | None = None,
     s180: float | None = None,
+    *,
+    active_days: float | None = None,
+    first_days: float | None = None,
+    active_weeks: int | None = None,
 ) -> SignalStats:
     """SignalStats from the count and sum of each window of days (a count of None: the
-    window was not computed, its statistics are None)."""
+    window was not computed, its statistics are None) and, when the activity statistics were
+    computed (`first_days`: days since the series' first observation in the lookback), days
+    since the newest value above 0 (`active_days`, None: none) and the number of the last
+    ACTIVE_WEEKS weeks with one."""
     baseline = None
     if n180 and n90 is not None:
         if n180 > n90:
@@ -99,7 +126,19 @@ def from_window_sums(
         (s90 or 0.0) if n90 else None,
         baseline,
         days_since,
+        *activity(active_days, first_days, active_weeks),
     )
+
+
+def activity(
+    active_days: float | None, first_days: float | None, active_weeks: int | None
+) -> tuple[float | None, float | None]:
+    """(days_since_active, active_week_share); both None when not computed."""
+    if first_days is None:
+        return None, None
+    covered = min(ACTIVE_WEEKS, int(first_days * DAY // WEEK) + 1)
+    since = LOOKBACK_DAYS if active_days is None else min(active_days, LOOKBACK_DAYS)
+    return float(since), (active_weeks or 0) / covered
 
 
 class SignalStats(NamedTuple):
@@ -114,6 +153,8 @@ class SignalStats(NamedTuple):
     sum_90d: float | None = None
     baseline: float | None = None
     days_since: float = 0.0  # from latest_at to the scoring instant
+    days_since_active: float | None = None  # see the module docstring
+    active_week_share: float | None = None
 
     def get(self, stat: str) -> float | None:
         return getattr(self, stat)
@@ -122,7 +163,7 @@ class SignalStats(NamedTuple):
 class SignalSeries:
     """One account's observations of one signal, indexed for O(log n) statistics at any instant."""
 
-    __slots__ = ("_times", "_values", "_prefix", "_stamps")
+    __slots__ = ("_times", "_values", "_prefix", "_stamps", "_active")
 
     def __init__(self, points: Iterable[tuple[datetime, float]]):
         pts = sorted(points, key=lambda p: p[0])
@@ -133,12 +174,15 @@ class SignalSeries:
         for v in self._values:
             prefix.append(prefix[-1] + v)
         self._prefix = prefix
+        self._active = [t for t, v in zip(self._times, self._values, strict=True) if v > 0]
 
     def _window(self, lo: float, hi: float) -> tuple[float, int]:
         i, j = bisect_left(self._times, lo), bisect_left(self._times, hi)
         return self._prefix[j] - self._prefix[i], j - i
 
-    def stats_at(self, now: datetime) -> SignalStats | None:
+    def stats_at(self, now: datetime, *, active: bool = True) -> SignalStats | None:
+        """The statistics at `now` (None: nothing observed in the lookback); `active`: with
+        the activity statistics (ACTIVE_STATS), else those are None."""
         t = now.timestamp()
         end = bisect_left(self._times, t)
         if end == 0 or self._times[end - 1] < t - LOOKBACK_DAYS * DAY:
@@ -148,11 +192,24 @@ class SignalSeries:
         for days in WINDOW_DAYS:  # n7, s7, n30, s30, n90, s90, n180, s180
             total, n = self._window(t - days * DAY, t)
             sums += [n, total]
+        latest = (self._values[end - 1], self._stamps[end - 1], (t - self._times[end - 1]) / DAY)
+        if not active:
+            return from_window_sums(*latest, *sums)
+        lo = t - LOOKBACK_DAYS * DAY
+        first = self._times[bisect_left(self._times, lo)]
+        used, hi = self._active, bisect_left(self._active, t)
+        last = used[hi - 1] if hi and used[hi - 1] >= lo else None
+        weeks = 0
+        for k in range(ACTIVE_WEEKS):  # newest week first; `hi` ends the week
+            start = bisect_left(used, t - (k + 1) * WEEK, 0, hi)
+            weeks += start < hi
+            hi = start
         return from_window_sums(
-            self._values[end - 1],
-            self._stamps[end - 1],
-            (t - self._times[end - 1]) / DAY,
+            *latest,
             *sums,
+            active_days=None if last is None else (t - last) / DAY,
+            first_days=(t - first) / DAY,
+            active_weeks=weeks,
         )
 
 

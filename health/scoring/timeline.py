@@ -15,7 +15,14 @@ from datetime import datetime
 
 import numpy as np
 
-from health.scoring.stats import DAY, LOOKBACK_DAYS, WINDOW_DAYS, SignalStats
+from health.scoring.stats import (
+    ACTIVE_WEEKS,
+    DAY,
+    LOOKBACK_DAYS,
+    WEEK,
+    WINDOW_DAYS,
+    SignalStats,
+)
 
 _FIELD = {name: i for i, name in enumerate(SignalStats._fields)}
 
@@ -44,6 +51,8 @@ class Timeline:
         self.series, self.times, self.values = series[order], times[order], values[order]
         self.prefix = np.concatenate(([0.0], np.cumsum(self.values)))
         self.n_sig = n_sig
+        used = self.values > 0  # the observations above 0: activity statistics
+        self.used_series, self.used_times = self.series[used], self.times[used]
 
     def _keys(self, series: np.ndarray, at: np.ndarray) -> np.ndarray:
         """Composite sort keys (series, seconds since t0), clamped into the series' range."""
@@ -98,7 +107,10 @@ class Timeline:
                 (s[180] - s[90]) / old_n,
                 np.where(n[180] > 0, s[180] / n[180], np.nan),
             )
+        active_days, week_share = self._activity(series, t, seen, end - n_all.astype(np.int64))
         out = {
+            "days_since_active": active_days,
+            "active_week_share": week_share,
             "latest": latest,
             "avg_7d": avg[7],
             "avg_30d": avg[30],
@@ -109,6 +121,34 @@ class Timeline:
             "days_since": days_since,
         }
         return {_FIELD[name]: np.where(seen, v, np.nan) for name, v in out.items()}
+
+    def _activity(self, series, t, seen, first_at):
+        """Days since the newest value above 0 (LOOKBACK_DAYS: none), and the share of the
+        last ACTIVE_WEEKS weeks with one (of the weeks since the first observation)."""
+        keys = self.used_series * (self.span + 1) + (self.used_times - self.t0)
+
+        def at(moment):
+            return np.searchsorted(keys, self._keys(series, moment), side="left")
+
+        end = at(t)
+        last = np.maximum(end - 1, 0)
+        ok = (end > 0) & (self.used_series[last] == series) if len(keys) else np.zeros_like(seen)
+        if len(keys):
+            ok &= self.used_times[last] >= t - int(LOOKBACK_DAYS * DAY)
+            since = np.where(ok, (t - self.used_times[last]) / DAY, float(LOOKBACK_DAYS))
+        else:
+            since = np.full(len(series), float(LOOKBACK_DAYS))
+        weeks = np.zeros(len(series))
+        hi = end
+        for k in range(ACTIVE_WEEKS):
+            lo = at(t - int((k + 1) * WEEK))
+            weeks += hi > lo
+            hi = lo
+        first = (
+            self.times[np.clip(first_at, 0, max(0, len(self.times) - 1))] if len(self.times) else t
+        )
+        covered = np.minimum(ACTIVE_WEEKS, (t - first) // int(WEEK) + 1)
+        return since, np.where(seen, weeks / covered, np.nan)
 
 
 def epoch(moment: datetime) -> int:

@@ -19,6 +19,8 @@ from health.scoring.model import ScoringModel
 from health.scoring.stats import SignalStats
 
 EVENT_STATS = ("sum_30d", "sum_90d")  # an event that never happened counts as zero
+# a ratio to a baseline of 0: no use now is 0, any use now is "grew from nothing", this much
+GREW_FROM_NOTHING = 10.0
 NAN = float("nan")
 _FIELD = {name: i for i, name in enumerate(SignalStats._fields)}
 
@@ -37,6 +39,7 @@ class MetricOp:
     event: bool
     ratio: int | None  # the column it is divided by
     component: int
+    baseline: bool = False  # divided by the baseline: a baseline of 0 still tells something
 
 
 class Plan:
@@ -80,6 +83,7 @@ class Plan:
                     m.stat in EVENT_STATS,
                     ratio,
                     c,
+                    m.ratio_to == "baseline",
                 )
                 self.metric_keys.append(key)
                 self.metrics.append(m)
@@ -226,7 +230,11 @@ def _metric_values(plan: Plan, x: np.ndarray, comp_seen: np.ndarray) -> np.ndarr
             v = np.where(np.isnan(v), 0.0, v)
         if op.ratio is not None:
             ref = x[op.ratio]
-            v = np.where(np.isfinite(ref) & (ref != 0), v / ref, NAN)
+            ratio = np.where(np.isfinite(ref) & (ref != 0), v / ref, NAN)
+            if op.baseline:  # nothing then: nothing now reads 0, something now grew from it
+                grew = np.where(v > 0, GREW_FROM_NOTHING, np.where(v == 0, 0.0, NAN))
+                ratio = np.where(ref == 0, grew, ratio)
+            v = np.minimum(ratio, GREW_FROM_NOTHING) if op.baseline else ratio
         missing = 0.0 if op.event else NAN  # the signal never observed, its source seen
         values[j] = np.where(
             ~np.isnan(x[op.seen]), v, np.where(comp_seen[op.component], missing, NAN)

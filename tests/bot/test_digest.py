@@ -40,7 +40,11 @@ def seed(engine) -> None:
             when, ref = at - timedelta(days=d), AccountRef(crm_id=ext)
             users = 4 if bad and d < 20 else 70
             obs += [ObservationRecord(ref, "active_users", when, users, "product"),
-                    ObservationRecord(ref, "seats", when, 80, "salesforce")]  # fmt: skip
+                    ObservationRecord(ref, "seats", when, 80, "salesforce"),
+                    # adoption too: with usage, half the model, enough for a tier
+                    ObservationRecord(ref, "core_features_used", when, 1 if users < 10 else 4,
+                                      "product"),
+                    ObservationRecord(ref, "key_events", when, 5 * users, "product")]  # fmt: skip
         if bad:
             obs += [ObservationRecord(ref, "open_tickets", at, 9, "zendesk"),
                     ObservationRecord(ref, "csat", at, 10, "zendesk")]  # fmt: skip

@@ -45,6 +45,11 @@ def seed(engine) -> None:
             obs.append(ObservationRecord(AccountRef(crm_id=ext), "active_users", when,
                                          40 + 10 * k - (d < 10) * 5 * k, "product"))  # fmt: skip
             obs.append(ObservationRecord(AccountRef(crm_id=ext), "seats", when, 80, "salesforce"))
+            # usage and adoption: half the model, enough for a tier
+            obs.append(ObservationRecord(AccountRef(crm_id=ext), "core_features_used", when, 4,
+                                         "product"))  # fmt: skip
+            obs.append(ObservationRecord(AccountRef(crm_id=ext), "key_events", when, 300,
+                                         "product"))  # fmt: skip
     records = [
         AccountRecord("salesforce", ext, name, dom, owner=owner, renewal_date=date(2027, 2, 14))
         for ext, name, dom, owner in NAMES

@@ -51,7 +51,7 @@ SF_BY_HAND = [
         "Health_Tier__c",
         "Health Tier",
         "Picklist",
-        "values healthy, monitor, at_risk, critical (restricted)",
+        "values healthy, monitor, at_risk, critical, insufficient (restricted)",
     ),
     ManualField(
         "Health_Trend_30d__c", "Health 30-day Trend", "Number", "Length 4, Decimal Places 1"
@@ -160,6 +160,7 @@ def test_salesforce_created_fields_read_back_through_the_metadata_api():
             ("monitor", "Monitor"),
             ("at_risk", "At risk"),
             ("critical", "Critical"),
+            ("insufficient", "Insufficient data"),  # too little data for a tier
         ]
         assert tier.valueSet.restricted is True
         assert missing.fullName is None  # Salesforce answers a missing name with an empty record
@@ -329,7 +330,7 @@ def test_hubspot_missing_scope_lists_properties_to_create_by_hand():
             "health_tier",
             "Health Tier",
             "Dropdown select",
-            "options healthy, monitor, at_risk, critical",
+            "options healthy, monitor, at_risk, critical, insufficient",
         ),
         ManualField("health_trend_30d", "Health 30-day trend", "Number", ""),
         ManualField("health_drivers", "Health drivers", "Multi-line text", ""),

@@ -55,6 +55,7 @@ def run(capsys, monkeypatch):
 def test_csv_history_is_backfilled_and_backtested(env, tmp_path):
     """Real processes, as a user runs them (each reads its own environment)."""
     paths = history(24, days=200).write_csv(tmp_path)
+    env = {**env, "HEALTHBOT_MIN_CONFIDENCE": "0"}  # usage alone: below the default floor
     with paths["observations"].open("a") as f:
         f.write("H001,active_users,31/02/2026,5\n")  # a malformed row: the rest lands
     with paths["outcomes"].open("a") as f:

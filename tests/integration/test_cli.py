@@ -61,7 +61,11 @@ def test_score_then_brief(db):
     assert brief.returncode == 0, brief.stderr
     data = json.loads(brief.stdout)
     assert data["line"]["name"] == "Northwind" and data["score_date"] == "2026-11-01"
-    assert data["line"]["reason"].startswith("Northwind is ")
+    # an NPS answer alone is no ground for a tier: the brief says so and what would fill it
+    assert data["line"]["tier"] == data["announced_tier"] == "insufficient"
+    reason = data["line"]["reason"]
+    assert reason.startswith("Northwind has too little data for a tier (10% confidence")
+    assert "no fresh Product usage or Adoption depth" in reason and "USAGE_CSV" in reason
     assert run("brief", "acme.com", env=db).returncode == 0  # a domain picks one account
 
 

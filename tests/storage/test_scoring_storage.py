@@ -39,7 +39,9 @@ def seed(engine, n_accounts: int = 5, days: int = 200, source: str = "salesforce
         ref = AccountRef(crm_id=f"A{i}")
         for d in range(days):
             at = datetime.combine(DAY - timedelta(days=days - 1 - d), datetime.min.time(), UTC)
-            obs.append(ObservationRecord(ref, "active_users", at, rng.randint(10, 100), "usage"))
+            users = rng.randint(10, 100) if rng.random() < 0.6 or i == 0 else 0  # quiet days
+            if rng.random() < 0.8 and not (i == 1 and d > days - 40):  # gaps; A1 stops
+                obs.append(ObservationRecord(ref, "active_users", at, users, "usage"))
             if rng.random() < 0.1:
                 obs.append(
                     ObservationRecord(
@@ -80,6 +82,10 @@ def test_sql_statistics_match_the_python_reference(engine):
             assert g.latest == ref.latest and g.latest_at == ref.latest_at
             for f in ("avg_7d", "avg_30d", "avg_90d", "sum_30d", "sum_90d", "baseline"):
                 assert getattr(g, f) == pytest.approx(getattr(ref, f)), (signal, f)
+            for f in ("days_since_active", "active_week_share"):
+                assert getattr(g, f) == pytest.approx(getattr(ref, f)), (signal, f)
+    ages = {ext: sql[acc]["active_users"].days_since_active for ext, acc in ids.items()}
+    assert ages["A0"] < 1 and 39 < ages["A1"] < 41  # A1's usage stopped 40 days ago
 
 
 def test_sql_statistics_compute_only_what_the_model_reads(engine):
@@ -126,9 +132,12 @@ def test_statistics_columns_hold_what_the_statistics_do(engine):
 
 def test_the_default_model_asks_for_what_its_metrics_and_hard_events_read():
     needs = MODEL.needs()
-    assert needs.windows == {7, 30, 90, 180}  # avg_7d, sum_30d, sum_90d / avg_90d, baseline
+    # 30-day usage, sum_30d, sum_90d / avg_90d, baseline: no 7-day window (a quiet week of a
+    # sparse product is no signal)
+    assert needs.windows == {30, 90, 180}
     assert {"seats", "open_tickets", "nps", "champion_left", "sev1_ticket"} <= needs.latest_of
     assert "active_users" not in needs.latest_of  # read as averages, never as a last value
+    assert needs.active_of == {"active_users"}  # days since last use, weeks active
 
 
 def test_rescore_is_idempotent_and_keeps_point_in_time_history(engine):
@@ -179,8 +188,6 @@ def test_sql_statistics_by_id_list_match_by_id_range(engine):
 
 
 def test_newest_value_at_a_shared_instant_is_the_largest(engine):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite picks one of the tied rows")
     at = datetime.combine(DAY, datetime.min.time(), UTC)
     ref = AccountRef(crm_id="A0")
     obs = [

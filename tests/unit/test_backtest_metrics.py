@@ -114,7 +114,7 @@ def test_first_warning_is_the_start_of_the_flag_that_stood_until_the_churn():
 
 
 def test_report_lists_false_negatives_and_keeps_insufficient_data_apart():
-    unsure = [case(100 + i, 90, "churned", tier="insufficient_data") for i in range(2)]
+    unsure = [case(100 + i, 90, "churned", tier="insufficient") for i in range(2)]
     out = report(CASES + unsure, {}, lead_days=90)
     assert out["outcomes"] == 10 and out["churned"] == 3  # the unsure ones are not counted
     assert out["insufficient_data"] == {"outcomes": 2, "churned": 2}

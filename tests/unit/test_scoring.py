@@ -18,8 +18,8 @@ from health.scoring.engine import (
     tier_for,
 )
 from health.scoring.explain import explain
-from health.scoring.model import TIERS, load_model, parse_model
-from health.scoring.stats import SignalStats
+from health.scoring.model import ALL_TIERS, INSUFFICIENT, TIERS, load_model, parse_model
+from health.scoring.stats import LOOKBACK_DAYS, SignalStats
 from health.scoring.vector import interpolate
 from health.settings import DEFAULT_MODEL_PATH
 
@@ -40,6 +40,8 @@ def stat(value: float, *, days_ago: float = 0.5, baseline: float | None = None) 
         sum_90d=value,
         baseline=baseline,
         days_since=days_ago,
+        days_since_active=days_ago if value > 0 else LOOKBACK_DAYS,
+        active_week_share=1.0 if value > 0 else 0.0,
     )
 
 
@@ -78,7 +80,9 @@ def test_total_stays_within_0_100_and_confidence_within_0_1(stats):
     assume(result is not None)  # None only when no metric is computable
     assert 0 <= result.total <= 100
     assert 0 < result.confidence <= 1
-    assert result.tier in TIERS
+    assert result.tier in ALL_TIERS
+    # a tier is claimed exactly when there is enough data for one
+    assert (result.tier == INSUFFICIENT) == (result.confidence < MODEL.tiers.min_confidence)
 
 
 @settings(max_examples=300, deadline=None)
@@ -124,17 +128,19 @@ def test_missing_signals_are_renormalised_not_zero():
     assert partial.total >= 90  # a missing component does not count as 0
     assert partial.confidence < 0.35 < full.confidence
     assert full.confidence == 1.0
+    # ... but 30% of the model is no ground for a claim: no tier, and the sentence says so
+    assert partial.tier == partial.announced_tier == INSUFFICIENT and full.tier == "healthy"
 
 
 def test_stale_component_lowers_confidence_but_keeps_its_score():
     stale = {
         **HEALTHY,
-        "active_users": stat(90, days_ago=10, baseline=100),
-        "seats": stat(100, days_ago=10),
+        "active_users": stat(90, days_ago=12, baseline=100),
+        "seats": stat(100, days_ago=12),
     }
     result = score(stale, MODEL, account=ACME, prior=NEW, now=NOW)
     usage = next(c for c in result.components if c.key == "product_usage")
-    assert usage.stale and usage.age_days == pytest.approx(10)
+    assert usage.stale and usage.age_days == pytest.approx(12)  # stale after 10 days
     assert result.confidence == pytest.approx(1 - 0.3 * 0.5)
 
 
@@ -215,8 +221,12 @@ def test_trend_and_drivers_explain_a_decline():
     falling = {**HEALTHY, "active_users": stat(45, baseline=100), "core_features_used": stat(2)}
     result = score(falling, MODEL, account=ACME, prior=prior, now=NOW)
     assert result.trend == "down" and result.trend_30d < -5
-    assert result.drivers[0].metric == "usage_vs_baseline"
-    assert result.drivers[0].from_value == 0.95 and result.drivers[0].to_value == 0.45
+    # core features 6 -> 2 (100 -> 25) at 20 x 2/3 of the weight: -10 points; usage vs
+    # baseline 95% -> 45% (100 -> 12.5) at 30 x 2/7: -7.5 points
+    assert [d.metric for d in result.drivers[:2]] == ["core_features", "usage_vs_baseline"]
+    assert result.drivers[0].impact == pytest.approx(-10.0)
+    assert result.drivers[1].impact == pytest.approx(-30 * 2 / 7 * 87.5 / 100)
+    assert result.drivers[1].from_value == 0.95 and result.drivers[1].to_value == 0.45
     sentence = explain(result, name="Acme", model=MODEL)
     assert sentence.startswith("Acme is ")
     assert "active users vs baseline fell from 95% to 45%" in sentence
