@@ -94,7 +94,7 @@ def test_below_the_minimum_confidence_no_tier_is_claimed():
     sentence = explain(r, name="Acme", model=MODEL)
     assert sentence.startswith("Acme has too little data for a tier (26% confidence, 50% needed")
     assert "Product usage or Adoption depth" in sentence and "USAGE_CSV" in sentence
-    assert "billing (healthbot import observations)" in sentence  # commercial is missing too
+    assert "Stripe (STRIPE_API_KEY)" in sentence  # commercial is missing too
     looser = MODEL.with_min_confidence(0.25)
     assert score(stats, looser, account=ACME, prior=PriorState(), now=NOW).tier == "healthy"
 
