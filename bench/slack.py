@@ -12,7 +12,9 @@ the HTTP ack until then), lookup = resolve_account, read = brief_message less Bl
 = bot.views, other = the rest of answer(), post = answer returned -> arrival.
 With --app-process the app runs as the product does, in its own process (`python -m bot`,
 the Procfile's web), so it shares no interpreter with the fake Slack and the callers; only ack
-and total are timed then.
+and total are timed then. By default each caller sends its next command as soon as the last is
+answered (a closed loop: it measures the app saturated); --rate R sends R commands a second in
+all, on a fixed schedule (an open loop: the latency people see at that rate).
 Progress on stderr; the last stdout line is JSON.
 """
 
@@ -160,18 +162,23 @@ def command(fake, http, url: str, text: str, expect: str | None) -> dict | str:
     return rec
 
 
-def run(fake, url: str, jobs: list, concurrency: int, label: str) -> tuple[list, list]:
+def run(
+    fake, url: str, jobs: list, concurrency: int, label: str, rate: float | None = None
+) -> tuple[list, list]:
     todo, results, errors = queue.Queue(), [], []
-    for job in jobs:
-        todo.put(job)
+    for k, job in enumerate(jobs):
+        todo.put((k, job))
+    start = time.perf_counter()
 
     def worker() -> None:
         http = requests.Session()
         while True:
             try:
-                text, expect = todo.get_nowait()
+                k, (text, expect) = todo.get_nowait()
             except queue.Empty:
                 return
+            if rate:  # the k-th command is due at start + k / rate
+                time.sleep(max(0.0, start + k / rate - time.perf_counter()))
             out = command(fake, http, url, text, expect)
             if isinstance(out, dict):
                 results.append(out)
@@ -233,6 +240,7 @@ def main() -> None:
     ap.add_argument("--url", default=score.ADMIN_URL, help="admin URL of the server to use")
     ap.add_argument("--db", default=score.DB)
     ap.add_argument("--app-process", action="store_true", help="the app in its own process")
+    ap.add_argument("--rate", type=float, help="commands per second in all (an open loop)")
     args = ap.parse_args()
     url = make_url(args.url).set(database=args.db).render_as_string(hide_password=False)
     if not score.reusable(url, args.accounts):
@@ -262,7 +270,7 @@ def main() -> None:
             say(f"warm-up: {len(failed)} errors, e.g. {failed[0]}")
         say(f"{args.requests} requests, {args.concurrency} callers, {args.accounts} accounts")
         load, jobs, t = os.getloadavg()[0], queries(args.requests, args.accounts, rng), time.time()
-        results, errors = run(fake, target, jobs, args.concurrency, "answered")
+        results, errors = run(fake, target, jobs, args.concurrency, "answered", args.rate)
         wall = time.time() - t
         server.shutdown()
     engine.dispose()
@@ -280,6 +288,7 @@ def main() -> None:
     totals, acks = [r["total"] for r in results], [r["ack"] for r in results]
     result = {"accounts": args.accounts, "requests": len(jobs), "concurrency": args.concurrency}
     result["app"] = "own process" if args.app_process else "this process (stages timed)"
+    result["rate"] = args.rate or "closed loop"
     result |= {"p50_ms": pct(totals, 0.5), "p99_ms": pct(totals, 0.99), "max_ms": pct(totals, 1)}
     result |= {"ack_p99_ms": pct(acks, 0.99), "errors": len(errors)}
     result |= {"requests_per_s": round(len(jobs) / wall, 1), "stages_ms": stages}
