@@ -148,7 +148,8 @@ class Timeline:
             self.times[np.clip(first_at, 0, max(0, len(self.times) - 1))] if len(self.times) else t
         )
         covered = np.minimum(ACTIVE_WEEKS, (t - first) // int(WEEK) + 1)
-        return since, np.where(seen, weeks / covered, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):  # unseen rows: NaN, no warning
+            return since, np.where(seen, weeks / covered, np.nan)
 
 
 def epoch(moment: datetime) -> int:
