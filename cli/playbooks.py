@@ -102,6 +102,12 @@ def report(
         }
         print(json.dumps(payload))
         return
+    if not total.tasks:
+        out.print(
+            "No playbook task has been opened yet: tasks open when scoring finds what a "
+            "playbook looks for (`healthbot score --all`, `healthbot run`, or the workers)."
+        )
+        return
     out.print(playbook_table(rows, total))
     share = total.accounts / len(accounts) if accounts else 0
     out.print(f"Tasks on {total.accounts:,} of {len(accounts):,} accounts ({share:.0%}).")
