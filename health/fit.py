@@ -82,7 +82,7 @@ def fit_logistic(
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:m], theta[m]
         z = b - x @ w
-        p = 1 / (1 + np.exp(-z))
+        p = 1 / (1 + np.exp(-np.clip(z, -500, 500)))  # no overflow for far-off starting points
         ll = np.logaddexp(0, z) - y * z  # -log likelihood per outcome
         r = p - y
         d = w - anchor
