@@ -27,7 +27,7 @@ class RescoreReport:
     changes: int = 0
     announced: int = 0
     worker_statements: int = 0  # sent by worker processes, unseen by the caller's engine
-    change_ids: list[int] = field(default_factory=list)  # the ScoreChange rows written
+    change_ids: list[int] = field(default_factory=list, repr=False)  # the ScoreChange rows written
     playbooks: Any = None  # what the playbooks did with the changes, where they ran
     playbooks_error: str | None = None  # why they did not run (a broken playbook set)
 
@@ -58,7 +58,7 @@ def context(a: Account) -> AccountContext:
 class WriteReport:
     changes: int = 0
     announced: int = 0
-    change_ids: list[int] = field(default_factory=list)  # for the playbooks, after the commit
+    change_ids: list[int] = field(default_factory=list, repr=False)  # for the playbooks
 
 
 def write_scores(
