@@ -13,18 +13,27 @@ wrong); `.needs(params)` says what the adapter must read; `.test(facts, params, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from health.scoring.model import ALL_TIERS as TIERS  # with "insufficient"
 from playbooks.facts import LIFECYCLES, AccountFacts
-from playbooks.spec import days_of
-
-USAGE = "active_users"
-ADOPTION = "core_features_used"
-TICKET_SIGNALS = {"sev1": "sev1_ticket", "sev2": "sev2_ticket"}
+from playbooks.trigger_params import (
+    TICKET_SIGNALS,
+    one_of,
+    parse_adoption,
+    parse_days_key,
+    parse_no_usage,
+    parse_number,
+    parse_points,
+    parse_score_dropped,
+    parse_ticket,
+    parse_tiers,
+    parse_true,
+    parse_usage,
+    parse_within,
+)
 
 
 @dataclass
@@ -57,116 +66,6 @@ class Trigger:
     test: Callable[[AccountFacts, Any, datetime], tuple[bool, bool]]
     describe: Callable[[Any], str]
     needs: Callable[[Any], Needs] = lambda _p: Needs()
-
-
-# --- parameter parsers -----------------------------------------------------------------------
-
-
-def _tiers(value: Any) -> tuple[str, ...]:
-    items = value if isinstance(value, list) else [value]
-    bad = [t for t in items if t not in TIERS]
-    if bad or not items:
-        raise ValueError(f"unknown tier {bad[0] if bad else value!r}; tiers are {', '.join(TIERS)}")
-    return tuple(items)
-
-
-def _number(value: Any, *, lo: float = 0, hi: float = float("inf"), what: str = "a number"):
-    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-        raise ValueError(f"expected {what} between {lo:g} and {hi:g}, got {value!r}")
-    return float(value)
-
-
-def _mapping(value: Any, required: Iterable[str], optional: dict[str, Any]) -> dict[str, Any]:
-    """A mapping with `required` keys and `optional` ones (with defaults); a bare value is
-    accepted for the single required key."""
-    required = tuple(required)
-    if not isinstance(value, dict):
-        if len(required) != 1:
-            raise ValueError(f"expected a mapping with {', '.join(required)}")
-        value = {required[0]: value}
-    unknown = set(value) - set(required) - set(optional)
-    if unknown:
-        raise ValueError(
-            f"unknown key {sorted(unknown)[0]!r}; expected {', '.join([*required, *optional])}"
-        )
-    missing = [k for k in required if k not in value]
-    if missing:
-        raise ValueError(f"missing {missing[0]!r}")
-    return {**optional, **value}
-
-
-def _days(value: Any) -> float:
-    return days_of(value)
-
-
-def _choice(options: Iterable[str]) -> Callable[[Any], tuple[str, ...]]:
-    options = tuple(options)
-
-    def parse(value: Any) -> tuple[str, ...]:
-        items = value if isinstance(value, list) else [value]
-        bad = [i for i in items if not isinstance(i, str) or i not in options]
-        if bad or not items:
-            raise ValueError(f"unknown value {bad[0] if bad else value!r}; one of {options}")
-        return tuple(items)
-
-    return parse
-
-
-def _within(default: str) -> Callable[[Any], dict]:
-    """`true`, a duration, or {within: ...}."""
-
-    def parse(value: Any) -> dict:
-        if value is True:
-            value = {}
-        elif not isinstance(value, dict):
-            value = {"within": value}
-        return {"within": _days(_mapping(value, [], {"within": default})["within"])}
-
-    return parse
-
-
-def _days_param(value: Any) -> dict:
-    return {"days": _days(_mapping(value, ["days"], {})["days"])}
-
-
-def _points(hi: float) -> Callable[[Any], dict]:
-    return lambda value: {"points": _number(_mapping(value, ["points"], {})["points"], hi=hi)}
-
-
-def _true(value: Any) -> bool:
-    if value is not True:
-        raise ValueError(f"write `true`, got {value!r}")
-    return True
-
-
-def _score_dropped_params(value: Any) -> dict:
-    m = _mapping(value, ["points"], {"within": "30d"})
-    return {"points": _number(m["points"], hi=100), "within": max(1, round(_days(m["within"])))}
-
-
-def _usage_params(value: Any) -> dict:
-    m = _mapping(value, ["percent"], {"signal": USAGE, "window": "7d"})
-    window = _choice(["7d", "30d"])(m["window"])[0]
-    return {
-        "percent": _number(m["percent"], hi=1000),
-        "signal": str(m["signal"]),
-        "stat": f"avg_{window}",
-    }
-
-
-def _no_usage_params(value: Any) -> dict:
-    m = _mapping(value, ["days"], {"signal": USAGE})
-    return {"days": _days(m["days"]), "signal": str(m["signal"])}
-
-
-def _adoption_params(value: Any) -> dict:
-    m = _mapping(value, ["weeks"], {"signal": ADOPTION})
-    return {"weeks": _number(m["weeks"], lo=1, hi=26), "signal": str(m["signal"])}
-
-
-def _ticket_params(value: Any) -> dict:
-    m = _mapping(value, ["severity"], {"within": "7d"})
-    return {"severity": _choice(TICKET_SIGNALS)(m["severity"]), "within": _days(m["within"])}
 
 
 # --- helpers on facts ---------------------------------------------------------------------------
@@ -282,28 +181,28 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "tier_entered",
             "the announced tier moved into one of these tiers",
-            _tiers,
+            parse_tiers,
             _tier_entered,
             lambda t: f"entered {' / '.join(t).replace('_', ' ')}",
         ),
         Trigger(
             "tier_left",
             "the announced tier moved out of one of these tiers",
-            _tiers,
+            parse_tiers,
             _tier_left,
             lambda t: f"left {' / '.join(t).replace('_', ' ')}",
         ),
         Trigger(
             "tier_is",
             "the announced tier is one of these",
-            _tiers,
+            parse_tiers,
             lambda f, t, now: _state(f.tier in t),
             lambda t: f"is {' / '.join(t).replace('_', ' ')}",
         ),
         Trigger(
             "score_dropped",
             "{points: N, within: 30d}: the score is N points lower than it was that long ago",
-            _score_dropped_params,
+            parse_score_dropped,
             _score_dropped,
             lambda p: f"score fell {p['points']:g}+ points in {p['within']} days",
             lambda p: Needs(score_windows={int(p["within"])}),
@@ -311,21 +210,21 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "score_below",
             "N: the score is below N",
-            lambda v: _number(v, hi=100),
+            lambda v: parse_number(v, hi=100),
             lambda f, x, now: _state(f.total is not None and f.total < x),
             lambda x: f"score below {x:g}",
         ),
         Trigger(
             "score_at_least",
             "N: the score is N or more",
-            lambda v: _number(v, hi=100),
+            lambda v: parse_number(v, hi=100),
             lambda f, x, now: _state(f.total is not None and f.total >= x),
             lambda x: f"score {x:g} or more",
         ),
         Trigger(
             "usage_below_baseline",
             "{percent: 60, signal: active_users, window: 7d|30d}: usage below P% of baseline",
-            _usage_params,
+            parse_usage,
             _usage_below,
             lambda p: f"usage below {p['percent']:g}% of baseline",
             lambda p: Needs(
@@ -336,7 +235,7 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "no_usage",
             "{days: 14, signal: active_users}: no product usage for D days",
-            _no_usage_params,
+            parse_no_usage,
             _no_usage,
             lambda p: f"no product usage for {p['days']:g} days",
             lambda p: Needs(
@@ -348,7 +247,7 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "adoption_falling",
             "{weeks: 3, signal: core_features_used}: weekly adoption fell W weeks in a row",
-            _adoption_params,
+            parse_adoption,
             _adoption_falling,
             lambda p: f"core-feature adoption fell {p['weeks']:g} weeks in a row",
             lambda p: Needs(weekly={p["signal"]: int(p["weeks"]) + 1}),
@@ -356,7 +255,7 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "champion_left",
             "{within: 30d}: the champion left in the period",
-            _within("30d"),
+            parse_within("30d"),
             lambda f, p, now: _state(_recent_event(f, "champion_left", p["within"])),
             lambda p: "the champion left",
             _event("champion_left"),
@@ -364,7 +263,7 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "ticket_opened",
             "{severity: [sev1, sev2], within: 7d}: a ticket of that severity was opened",
-            _ticket_params,
+            parse_ticket,
             _ticket_opened,
             lambda p: f"a {'/'.join(p['severity'])} ticket was opened",
             lambda p: Needs(stats={(TICKET_SIGNALS[s], "latest") for s in p["severity"]}),
@@ -372,7 +271,7 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "ticket_open_longer",
             "{days: 10}: a ticket has been open longer than D days",
-            _days_param,
+            parse_days_key,
             _ticket_open_longer,
             lambda p: f"a ticket open over {p['days']:g} days",
             _stats(("oldest_open_ticket_days", "latest"), lookback=SNAPSHOT_DAYS),
@@ -380,7 +279,7 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "nps_falling",
             "{points: 2}: NPS over 30 days fell N points below the account's baseline",
-            _points(10),
+            parse_points(10),
             lambda f, p, now: _state(_falling(f, "nps", p["points"])),
             lambda p: "NPS falling",
             _stats(("nps", "avg_30d"), ("nps", "baseline")),
@@ -388,7 +287,7 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "csat_falling",
             "{points: 15}: CSAT over 30 days fell N points below the account's baseline",
-            _points(100),
+            parse_points(100),
             lambda f, p, now: _state(_falling(f, "csat", p["points"])),
             lambda p: "CSAT falling",
             _stats(("csat", "avg_30d"), ("csat", "baseline")),
@@ -396,7 +295,7 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "payment_failed",
             "{within: 30d}: a payment failed in the period",
-            _within("30d"),
+            parse_within("30d"),
             lambda f, p, now: _state(_recent_event(f, "payment_failed", p["within"])),
             lambda p: "a payment failed",
             _event("payment_failed"),
@@ -404,7 +303,7 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "invoice_late",
             "{days: 30}: the oldest open invoice is D days past due",
-            _days_param,
+            parse_days_key,
             _invoice_late,
             lambda p: f"an invoice {p['days']:g}+ days late",
             _stats(("payment_days_late", "latest"), lookback=SNAPSHOT_DAYS),
@@ -412,14 +311,14 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "renewal_within",
             "{days: 90}: the renewal is at most D days away",
-            _days_param,
+            parse_days_key,
             _renewal_within,
             lambda p: f"renewal within {p['days']:g} days",
         ),
         Trigger(
             "sentiment_at_most",
             "R: the newest CSM sentiment is R or lower (1-5)",
-            lambda v: _number(v, lo=1, hi=5, what="a rating"),
+            lambda v: parse_number(v, lo=1, hi=5, what="a rating"),
             lambda f, r, now: _state(f.sentiment is not None and f.sentiment <= r),
             lambda r: f"CSM sentiment {r:g}/5 or lower",
             lambda _p: Needs(sentiment=True),
@@ -427,7 +326,7 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "sentiment_falling",
             "true: the newest CSM sentiment is lower than the one before, or declining",
-            _true,
+            parse_true,
             _sentiment_falling,
             lambda _p: "CSM sentiment falling",
             lambda _p: Needs(sentiment=True),
@@ -435,14 +334,14 @@ TRIGGERS: dict[str, Trigger] = {
         Trigger(
             "segment",
             "[enterprise, mid_market, smb]: the account is in one of these segments",
-            _choice(["enterprise", "mid_market", "smb"]),
+            one_of(["enterprise", "mid_market", "smb"]),
             lambda f, s, now: _state(f.segment in s),
             lambda s: f"segment {' / '.join(s)}",
         ),
         Trigger(
             "lifecycle",
             f"{list(LIFECYCLES)}: the account's lifecycle stage",
-            _choice(LIFECYCLES),
+            one_of(LIFECYCLES),
             lambda f, s, now: _state(f.lifecycle(now.date()) in s),
             lambda s: f"lifecycle {' / '.join(s)}",
         ),
