@@ -64,6 +64,9 @@ def deliver_tasks(engine: Engine, settings: Settings, *, now: datetime) -> Notic
             digests.remember_users(session=session, found=found, now=now)
     people = {e: (u.slack_user_id, u.tz) for e, u in users.items()} | found
     since = notices.cooldown_start(now, settings.slack_cooldown_hours)
+    with session_scope(engine) as session:  # one read for everyone's cooldowns
+        pending = [t for tasks in by_owner.values() for t in tasks]
+        told = notices.recently_told(session, tasks=pending, since=since)
     alerts: dict[str, list] = {}
     for email, tasks in by_owner.items():
         uid, tz = people[email]
@@ -73,9 +76,7 @@ def deliver_tasks(engine: Engine, settings: Settings, *, now: datetime) -> Notic
         if is_quiet(local(now, tz).hour, hush):
             report.quiet += sum(1 for t in tasks if t.severity != "high")
             tasks = [t for t in tasks if t.severity == "high"]
-        with session_scope(engine) as session:
-            told = notices.recently_told(session, channel=uid, tasks=tasks, since=since)
-        cooling = [t for t in tasks if t.account_id in told and t.severity != "high"]
+        cooling = [t for t in tasks if (uid, t.account_id) in told and t.severity != "high"]
         report.cooling += len(cooling)
         tasks = [t for t in tasks if t not in cooling]
         if not tasks:
