@@ -171,6 +171,12 @@ def backtest_step(ctx: DemoContext) -> None:
         f"renewals it never saw: [bold]AUC {auc(fit['proposed']['auc'])}[/bold] against "
         f"{auc(fit['current']['auc'])} for the current model on the same renewals"
     )
+    if fit["cv_auc"] is None:
+        ctx.console.print(
+            "  (too few renewals settled a lead time before one another to cross-validate, so "
+            "the proposal keeps the current weights; two years of history move them: "
+            "`healthbot demo --days 730`)"
+        )
 
 
 def crm_page(ctx: DemoContext) -> None:

@@ -56,6 +56,8 @@ _CHURN = {
     "sudden_shock": (0.12, 0.9),
     "recovering": (0.04, 0.3),
 }
+# share of churners whose usage fades before the close, and how many days ahead the fade starts
+_FADE_SHARE, _FADE_LEAD = 0.8, (100, 200)
 _SOLVE_HOURS = {"urgent": 8.0, "high": 30.0, "normal": 60.0, "low": 120.0}
 
 
@@ -185,6 +187,14 @@ class _Gen:
             arr_now = amount
             changes.append((idx, seats_now, arr_now))
         first = max(0, cs_idx)
+        # Most churners decided long before the paperwork: usage fades from a few months ahead of
+        # the close (the 60-90+ days of warning article 001 describes); the rest leave by surprise.
+        fade_from = days
+        if churned_on is not None and rng.random() < _FADE_SHARE:
+            fade_from, ramp_days = last - rng.randint(*_FADE_LEAD), rng.randint(20, 60)
+            depth = rng.uniform(0.35, 0.7)
+            for i in range(max(first, fade_from), last):
+                m[i] = max(0.05, m[i] * (1.0 - depth * min(1.0, (i - fade_from + 1) / ramp_days)))
 
         # Contacts; the champion may leave (the shock itself, during a decline, or by chance).
         mode = rng.choice(("champion", "sev1", "both")) if traj == "sudden_shock" else ""
@@ -193,6 +203,8 @@ class _Gen:
             leave = event
         elif traj == "slow_decline" and rng.random() < 0.3:
             leave = rng.randint(event, days - 1)
+        elif fade_from < last and rng.random() < 0.35:  # the champion's exit starts the fade
+            leave = max(first, fade_from)
         elif traj != "sudden_shock" and rng.random() < 0.04 and first + 30 < days:
             leave = rng.randint(first + 30, days - 1)
         leave = leave if leave is not None and first <= leave < last else None
@@ -246,7 +258,7 @@ class _Gen:
                 for _ in range(rng.randint(1, 2) if mode else 1):
                     self._ticket(i, 0.6, "urgent")
             tp = (0.1 if kind == 2 else 1.4) / every * (2.5 if i - cs_idx < 60 else 1.0)
-            if traj == "slow_decline":
+            if traj == "slow_decline" or i >= fade_from:
                 tp *= 1.0 - t  # the customer stops answering
             elif 0 <= i - event < 30:
                 tp *= 3.0 if traj == "sudden_shock" else 1.5  # the CSM works the save

@@ -259,6 +259,31 @@ def test_declining_and_shocked_renewals_churn_more(portfolio):
     assert expanded > 0.2 and expanded > 2 * others.count("expanded") / len(others)
 
 
+def test_most_churners_fade_months_before_the_close(portfolio):
+    """The warning a health score lives on: three months before the close, most accounts that
+    go on to churn already use the product far less than a quarter earlier; renewers do not."""
+    daily = defaultdict(dict)
+    for u in portfolio.usage:
+        daily[u.account_id][u.day] = u.active_users
+
+    def ratio(r) -> float | None:  # mean use 90-119 days before the close / 180-239 days before
+        def mean(lo: int, hi: int) -> float | None:
+            xs = [daily[r.account_id].get(r.close_date - timedelta(days=k)) for k in range(lo, hi)]
+            xs = [x for x in xs if x is not None]
+            return sum(xs) / len(xs) if len(xs) >= 20 else None
+
+        late, early = mean(90, 120), mean(180, 240)
+        return None if late is None or not early else late / early
+
+    faded = defaultdict(list)
+    for r in portfolio.renewals:
+        if r.outcome != "open" and (x := ratio(r)) is not None:
+            faded[r.outcome == "churned"].append(x < 0.8)
+    assert len(faded[True]) >= 10
+    share = {k: sum(v) / len(v) for k, v in faded.items()}
+    assert share[True] >= 0.6 and share[False] <= 0.2, share
+
+
 def test_renewals_open_only_after_end(portfolio):
     p, by_account = portfolio, defaultdict(list)
     for r in p.renewals:
