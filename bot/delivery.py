@@ -44,9 +44,12 @@ def lookup(client: WebClient, email: str) -> tuple[str | None, str]:
     return user["id"], user.get("tz") or "UTC"
 
 
-def post(client: WebClient, channel: str, text: str, blocks: list[dict]) -> str:
-    """Post a message (a user id as channel: a DM from the app); returns its ts."""
-    return client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"]
+def post(client: WebClient, channel: str, text: str, blocks: list[dict]) -> tuple[str, str]:
+    """Post a message (a user id as channel: a DM from the app). Returns where it landed and
+    its ts: (channel id, ts); for a DM that is the IM's id (D...), which chat.update needs and
+    a click on the message names."""
+    answer = client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+    return answer.get("channel") or channel, answer["ts"]
 
 
 __all__ = ["SlackApiError", "SlackNotConfigured", "lookup", "post", "web_client", "whoami"]

@@ -97,12 +97,18 @@ def title_of(tasks: Sequence[TaskNotice]) -> str:
 
 
 def task_message(
-    tasks: Sequence[TaskNotice], *, now: datetime, title: str | None = None
+    tasks: Sequence[TaskNotice],
+    *,
+    now: datetime,
+    title: str | None = None,
+    intro: str | None = None,
 ) -> list[Block]:
     """One message for a person's tasks (live ones with their buttons, settled ones struck
     through); past MAX_TASKS, the rest are named in one line."""
     shown = list(tasks)[:MAX_TASKS]
     blocks: list[Block] = [HeaderBlock(text=(title or title_of(tasks))[:150])]
+    if intro:
+        blocks.append(ContextBlock(elements=[_md(intro)]))
     for t in shown:
         blocks.append(SectionBlock(block_id=f"text:{t.id}", text=_md(task_text(t, now))))
         if t.resolved_at is None and t.status == "open":
@@ -111,6 +117,24 @@ def task_message(
         more = len(tasks) - len(shown)
         blocks.append(ContextBlock(elements=[_md(f"and {more} more: App Home lists them all")]))
     return blocks
+
+
+def unheld_title(tasks: Sequence[TaskNotice]) -> str:
+    n = len(tasks)
+    return f"{n} playbook task{'s' if n > 1 else ''} with no one in Slack to tell"
+
+
+def unheld_intro(tasks: Sequence[TaskNotice], not_in_slack: Sequence[str]) -> str:
+    """Why these tasks came to the managers' channel, and what to do about them."""
+    missing = {e.lower() for e in not_in_slack}
+    owners = sorted({(t.owner or "").lower() for t in tasks})
+    why = [f"{esc(o)} is not in Slack" if o in missing else esc(o) for o in owners if o]
+    if "" in owners:
+        why.append("no owner (the account has none in the CRM, or the playbook's role is unset)")
+    return (
+        " · ".join(why) + ". A CS manager can take each with *Reassign…* (or fix the owner in the "
+        "CRM, or the role in the playbooks' team.yaml)."
+    )
 
 
 def alert_blocks(tasks: Sequence[TaskNotice], *, now: datetime) -> list[Block]:

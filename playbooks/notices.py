@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlmodel import Session
 
-from health.models import Account, PlaybookTask
+from health.models import Account, PlaybookTask, PlaybookTaskEvent
 from health.repo import chunked
 
 ORDER = {"high": 0, "medium": 1, "low": 2}
+ALERTED = "alerted"  # the audit action of a task announced in its playbook's alert channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +83,12 @@ def _notices(session: Session, where, limit: int | None = None) -> list[TaskNoti
 
 
 def pending(session: Session) -> dict[str, list[TaskNotice]]:
-    """Per owner (email, lower-cased), the live tasks a message is due about."""
+    """Per owner (email, lower-cased; "" for tasks nobody holds), the live tasks a message is
+    due about."""
     where = (
         PlaybookTask.notify.is_(True)
         & PlaybookTask.resolved_at.is_(None)
         & (PlaybookTask.status == "open")
-        & PlaybookTask.owner.is_not(None)
     )
     out: dict[str, list[TaskNotice]] = {}
     for t in _notices(session, where):
@@ -98,18 +99,48 @@ def pending(session: Session) -> dict[str, list[TaskNotice]]:
 def recently_told(
     session: Session, *, tasks: Sequence[TaskNotice], since: datetime
 ) -> set[tuple[str, int]]:
-    """(channel, account) pairs: a message about another task of one of these tasks' accounts
-    went to that channel (a person's DM) since `since`. One query per 5,000 accounts."""
+    """(owner email, account) pairs: a message about another task of one of these tasks'
+    accounts went to that person since `since`. One query per 5,000 accounts."""
     ids = [t.id for t in tasks]
     out: set[tuple[str, int]] = set()
     for part in chunked(sorted({t.account_id for t in tasks}), 5000):
-        q = select(PlaybookTask.slack_channel_id, PlaybookTask.account_id).where(
+        q = select(func.lower(PlaybookTask.owner), PlaybookTask.account_id).where(
             PlaybookTask.account_id.in_(part),
             PlaybookTask.id.not_in(ids),
             PlaybookTask.notified_at >= since,
+            PlaybookTask.owner.is_not(None),
         )
-        out.update((channel, acc) for channel, acc in session.execute(q) if channel)
+        out.update((owner, acc) for owner, acc in session.execute(q))
     return out
+
+
+def alerts_due(session: Session, *, since: datetime) -> dict[str, list[TaskNotice]]:
+    """Per alert channel, the live tasks opened since `since` that its playbook announces
+    there and that have not been announced yet (an "alerted" event marks each that was)."""
+    told = exists().where(
+        (PlaybookTaskEvent.task_id == PlaybookTask.id) & (PlaybookTaskEvent.action == ALERTED)
+    )
+    where = (
+        PlaybookTask.alert_channel.is_not(None)
+        & (PlaybookTask.escalation_level == 0)
+        & PlaybookTask.resolved_at.is_(None)
+        & (PlaybookTask.created_at >= since)
+        & ~told
+    )
+    out: dict[str, list[TaskNotice]] = {}
+    for t in _notices(session, where):
+        out.setdefault(t.alert_channel or "", []).append(t)
+    return out
+
+
+def mark_alerted(session: Session, *, ids: Sequence[int], channel: str, now: datetime) -> None:
+    rows = [
+        {"task_id": i, "at": now, "actor": "healthbot", "action": ALERTED,
+         "detail": {"channel": channel}}
+        for i in ids
+    ]  # fmt: skip
+    for part in chunked(rows):
+        session.execute(insert(PlaybookTaskEvent), list(part))
 
 
 def mark_sent(

@@ -105,7 +105,7 @@ def _deliver(engine, client, report, channel, when, blocks, text, *, recipient=N
         if not digests.claim(session=session, recipient=recipient, day=when.date(), now=when):
             return  # sent already today (or being sent by another worker)
     try:
-        ts = post(client, channel, text, blocks)
+        where, ts = post(client, channel, text, blocks)
     except (SlackApiError, OSError) as exc:  # given back: the next tick tries again
         with session_scope(engine) as session:
             digests.release(session=session, recipient=recipient, day=when.date())
@@ -113,5 +113,5 @@ def _deliver(engine, client, report, channel, when, blocks, text, *, recipient=N
         report.failed[recipient] = str(error or exc)
         return
     with session_scope(engine) as session:
-        digests.sent(session=session, recipient=recipient, day=when.date(), channel=channel, ts=ts)
+        digests.sent(session=session, recipient=recipient, day=when.date(), channel=where, ts=ts)
     report.sent.append(recipient)

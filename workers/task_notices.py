@@ -6,12 +6,14 @@ No alert fatigue: in a person's quiet hours (SLACK_QUIET_HOURS, their own time z
 high-severity tasks go out; an account that pinged a person within SLACK_COOLDOWN_HOURS waits
 (unless the task is high severity). Never lost: a task leaves the queue only when Slack took
 the message; a failed post (an error, a 429 past the client's retries) stays queued for the
-next run. A playbook's `alert_channel` also gets a line about each task it opens."""
+next run. Tasks nobody in Slack holds (no owner, or an owner Slack does not know) go to the CS
+managers' channel (SLACK_DIGEST_CHANNEL), where a manager can Reassign them. A playbook's
+`alert_channel` gets a line about each task it opens, once (an "alerted" audit event)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -21,7 +23,10 @@ from health import digests
 from health.db import session_scope
 from health.settings import Settings
 from playbooks import notices
+from playbooks.notices import TaskNotice
 from workers.digests import local
+
+ALERT_WINDOW = timedelta(days=3)  # a task opened longer ago than this is not announced any more
 
 
 @dataclass
@@ -57,8 +62,9 @@ def deliver_tasks(engine: Engine, settings: Settings, *, now: datetime) -> Notic
     hush = quiet_hours(settings.slack_quiet_hours)
     with session_scope(engine) as session:
         by_owner = notices.pending(session)
-        users = digests.cached_users(session=session, emails=by_owner, now=now)
-    found = {e: lookup(client, e) for e in by_owner if e not in users}
+        emails = [e for e in by_owner if e]
+        users = digests.cached_users(session=session, emails=emails, now=now)
+    found = {e: lookup(client, e) for e in emails if e not in users}
     if found:
         with session_scope(engine) as session:
             digests.remember_users(session=session, found=found, now=now)
@@ -67,40 +73,65 @@ def deliver_tasks(engine: Engine, settings: Settings, *, now: datetime) -> Notic
     with session_scope(engine) as session:  # one read for everyone's cooldowns
         pending = [t for tasks in by_owner.values() for t in tasks]
         told = notices.recently_told(session, tasks=pending, since=since)
-    alerts: dict[str, list] = {}
+    unheld: list[TaskNotice] = []  # nobody in Slack holds them
     for email, tasks in by_owner.items():
-        uid, tz = people[email]
+        uid, tz = people.get(email, (None, "UTC"))
         if uid is None:
-            report.not_in_slack.append(email)
+            report.not_in_slack += [email] if email else []
+            unheld += tasks
             continue
         if is_quiet(local(now, tz).hour, hush):
             report.quiet += sum(1 for t in tasks if t.severity != "high")
             tasks = [t for t in tasks if t.severity == "high"]
-        cooling = [t for t in tasks if (uid, t.account_id) in told and t.severity != "high"]
+        cooling = [t for t in tasks if (email, t.account_id) in told and t.severity != "high"]
         report.cooling += len(cooling)
         tasks = [t for t in tasks if t not in cooling]
-        if not tasks:
-            continue
-        shown = tasks[: task_views.MAX_TASKS]  # the rest go in the next message
-        blocks = views.as_dicts(task_views.task_message(shown, now=now))
+        if tasks:
+            _tell(engine, client, report, uid, tasks, now=now)
+    if unheld and settings.slack_digest_channel:  # the CS managers' channel takes them
+        unheld.sort(key=lambda t: t.sort_key)
+        intro = task_views.unheld_intro(unheld, report.not_in_slack)
+        title = task_views.unheld_title(unheld)
+        _tell(engine, client, report, settings.slack_digest_channel, unheld, now=now,
+              title=title, intro=intro)  # fmt: skip
+    _announce(engine, client, report, now=now)
+    return report
+
+
+def _tell(engine, client, report, to: str, tasks, *, now, title=None, intro=None) -> None:
+    """One message about up to MAX_TASKS tasks (the rest go in the next); they leave the queue
+    only once Slack took it."""
+    shown = tasks[: task_views.MAX_TASKS]
+    title = title or task_views.title_of(shown)
+    blocks = views.as_dicts(task_views.task_message(shown, now=now, title=title, intro=intro))
+    try:
+        channel, ts = post(client, to, title, blocks)
+    except (SlackApiError, OSError) as exc:  # stays queued: the next run tries again
+        report.failed[to] = _error(exc)
+        return
+    with session_scope(engine) as session:
+        notices.mark_sent(session, ids=[t.id for t in shown], channel=channel, ts=ts, now=now)
+    report.sent[to] = len(shown)
+
+
+def _announce(engine, client, report, *, now) -> None:
+    """Each playbook's alert channel hears once about each task it opened (in the last
+    ALERT_WINDOW), whether or not its owner has been told yet; a failed post is tried again."""
+    with session_scope(engine) as session:
+        due = notices.alerts_due(session, since=now - ALERT_WINDOW)
+    for channel, tasks in due.items():
+        shown = tasks[: task_views.MAX_TASKS * 3]
+        blocks = views.as_dicts(task_views.alert_blocks(shown, now=now))
         try:
-            ts = post(client, uid, task_views.title_of(shown), blocks)
-        except (SlackApiError, OSError) as exc:  # stays queued: the next run tries again
-            error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
-            report.failed[uid] = str(error or exc)
+            post(client, channel, f"{len(shown)} new playbook tasks", blocks)
+        except (SlackApiError, OSError) as exc:
+            report.failed[channel] = _error(exc)
             continue
         with session_scope(engine) as session:
-            notices.mark_sent(session, ids=[t.id for t in shown], channel=uid, ts=ts, now=now)
-        report.sent[uid] = len(shown)
-        for t in shown:
-            if t.alert_channel and t.notified_at is None and t.escalation_level == 0:
-                alerts.setdefault(t.alert_channel, []).append(t)
-    for channel, tasks in alerts.items():
-        blocks = views.as_dicts(task_views.alert_blocks(tasks, now=now))
-        try:
-            post(client, channel, f"{len(tasks)} new playbook tasks", blocks)
-            report.alerts += 1
-        except (SlackApiError, OSError) as exc:
-            error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
-            report.failed[channel] = str(error or exc)
-    return report
+            notices.mark_alerted(session, ids=[t.id for t in shown], channel=channel, now=now)
+        report.alerts += 1
+
+
+def _error(exc: Exception) -> str:
+    error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
+    return str(error or exc)

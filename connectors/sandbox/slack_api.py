@@ -6,6 +6,9 @@ hands a slash command, for the bot's tests and demo.
   the method names of slackapi/slack-api-specs' web API spec, MIT, `SLACK_SPEC_LICENSE`).
   Answers are HTTP 200 `{"ok": ...}`; a wrong token is `invalid_auth`; the `rate_limit`
   fault is HTTP 429 + Retry-After + `ratelimited`.
+- A message posted to a user id goes to the app's DM with them: the answer's `channel` is
+  that IM's id (`D...`, `dm_channel`), which chat.update needs (a user id there is
+  `channel_not_found`; a (channel, ts) never posted, `message_not_found`).
 - Served: auth.test, chat.postMessage, chat.postEphemeral, chat.update, users.info,
   users.lookupByEmail (people from `users`), usergroups.users.list (from `groups`; an unknown
   group is `no_such_subteam`), views.open / views.publish (recorded).
@@ -30,6 +33,11 @@ METHODS_FILE = Path(__file__).with_name("slack_methods.json")
 MAX_BLOCKS, MAX_SECTION, MAX_HEADER, MAX_RESPONSES = 50, 3000, 150, 5
 
 
+def dm_channel(user: str) -> str:
+    """The id of the app's DM (IM channel) with a user, as chat.postMessage answers it."""
+    return "D" + user[1:]
+
+
 def spec_methods() -> set[str]:
     """The Web API methods Slack's published spec lists."""
     return set(json.loads(METHODS_FILE.read_text())["methods"])
@@ -50,6 +58,7 @@ class SlackSandbox:
     responses: dict[str, list[dict]] = field(default_factory=dict)  # response_url id -> posts
     methods: set[str] = field(default_factory=spec_methods)
     server: SandboxServer | None = None
+    posted: set[tuple[str, str]] = field(default_factory=set)  # (channel, ts) of each message
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,9 +93,23 @@ class SlackSandbox:
     def _answer(self, method: str, args: dict) -> dict:
         if method == "auth.test":
             return {"ok": True, "team_id": "T0SANDBOX", "user_id": "UBOT", "bot_id": "BBOT"}
-        if method in ("chat.postMessage", "chat.update"):
-            ts = args.get("ts") or f"1790000000.{next(self._ts):06d}"
-            return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": args}
+        if method == "chat.postMessage":
+            channel = str(args.get("channel") or "")
+            if channel[:1] in ("U", "W"):  # a user id: the app's DM with them (an IM, D...)
+                if channel not in self.users:
+                    return _no("channel_not_found")
+                channel = dm_channel(channel)
+            ts = f"1790000000.{next(self._ts):06d}"
+            with self._lock:
+                self.posted.add((channel, ts))
+            return {"ok": True, "channel": channel, "ts": ts, "message": args}
+        if method == "chat.update":
+            key = (str(args.get("channel")), str(args.get("ts")))
+            if key[0][:1] in ("U", "W"):  # a message is updated where it is, never by user id
+                return _no("channel_not_found")
+            if key not in self.posted:
+                return _no("message_not_found")
+            return {"ok": True, "channel": key[0], "ts": key[1], "message": args}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"1790000000.{next(self._ts):06d}"}
         if method == "users.info":

@@ -14,14 +14,14 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.app import build_app
 from bot.server import PATH, make_server
 from connectors.sandbox.server import Fault
 from connectors.sandbox.slack_api import TOKEN, start_slack_sandbox
 from health.db import session_scope
-from health.models import PlaybookTask, PlaybookTaskEvent, ScoreChange
+from health.models import Account, PlaybookTask, PlaybookTaskEvent, ScoreChange
 from health.settings import Settings
 from playbooks.runner import run_playbooks, sweep_playbooks
 from playbooks.spec import Condition, Playbook, PlaybookSet, TaskTemplate, Team
@@ -33,6 +33,7 @@ PEOPLE = {
     "U2": {"email": "x@y.test", "tz": "UTC"},
     "U3": {"email": "boss@x.test", "tz": "UTC"},
 }
+NO_OWNER = "Northwind"  # lee's (not in Slack); one test takes its owner away
 NOON_NY = datetime.now(UTC).replace(hour=17, minute=0, second=0, microsecond=0)  # 12:00 / 13:00
 
 
@@ -116,16 +117,16 @@ def test_one_bundled_dm_then_done_updates_it_in_place(slack, pg_engine):
     assert deliver_tasks(pg_engine, settings, now=NOON_NY).sent == {}  # told once
     acme = tasks(pg_engine)["Check in with Acme Corp"]
     ts = acme.slack_ts
-    assert acme.slack_channel_id == "U1" and ts
+    assert acme.slack_channel_id == "D1" and ts  # the DM (an IM), as Slack answers
     value = json.dumps({"task_id": acme.id})
     done = {"type": "button", "action_id": f"task_done:{acme.id}", "value": value}
-    act(fake, url, done, channel="U1", ts=ts)
+    act(fake, url, done, channel="D1", ts=ts)
     wait_for(lambda: fake.called("chat.update"))
     (update,) = fake.called("chat.update")
-    assert update["channel"] == "U1" and update["ts"] == ts
+    assert update["channel"] == "D1" and update["ts"] == ts
     assert "Done by <@U1>" in json.dumps(update["blocks"])
     assert tasks(pg_engine)["Check in with Acme Corp"].status == "done"
-    rid = act(fake, url, done, channel="U1", ts=ts)  # Slack retries the click: nothing twice
+    rid = act(fake, url, done, channel="D1", ts=ts)  # Slack retries the click: nothing twice
     wait_for(lambda: fake.responses[rid])
     assert fake.responses[rid][0]["text"] == "this task is already done by U1"
     with session_scope(pg_engine) as s:
@@ -145,18 +146,18 @@ def test_snooze_and_reassign_and_who_may_act(slack, pg_engine):
     ts = acme.slack_ts
     snooze = {"type": "static_select", "action_id": f"task_snooze:{acme.id}",
               "selected_option": {"value": f"{acme.id}:3d"}}  # fmt: skip
-    rid = act(fake, url, snooze, channel="U1", ts=ts, user="U2")  # not the owner, no manager
+    rid = act(fake, url, snooze, channel="D1", ts=ts, user="U2")  # not the owner, no manager
     wait_for(lambda: fake.responses[rid])
     assert "Only dana@x.test or a CS manager" in fake.responses[rid][0]["text"]
     assert tasks(pg_engine)["Check in with Acme Corp"].status == "open"
-    act(fake, url, snooze, channel="U1", ts=ts)
+    act(fake, url, snooze, channel="D1", ts=ts)
     wait_for(lambda: tasks(pg_engine)["Check in with Acme Corp"].status == "snoozed")
     until = tasks(pg_engine)["Check in with Acme Corp"].snoozed_until
     assert timedelta(days=2, hours=23) < until - datetime.now(UTC) <= timedelta(days=3)
     other = tasks(pg_engine)["Check in with <!channel> Inc"]
     reassign = {"type": "users_select", "action_id": f"task_reassign:{other.id}",
                 "selected_user": "U2"}  # fmt: skip
-    act(fake, url, reassign, channel="U1", ts=ts, user="U3")  # a manager may
+    act(fake, url, reassign, channel="D1", ts=ts, user="U3")  # a manager may
     wait_for(lambda: tasks(pg_engine)["Check in with <!channel> Inc"].owner == "x@y.test")
     later = NOON_NY + timedelta(hours=1)
     assert deliver_tasks(pg_engine, settings, now=later).sent == {"U2": 1}  # the new owner
@@ -254,3 +255,60 @@ def test_the_managers_rollup_says_what_the_playbooks_achieved(slack, pg_engine):
     (rollup,) = dms(fake, "CMGR")
     line = json.dumps(rollup["blocks"])
     assert "Playbooks, last 180 days: 4 tasks, 4 open" in line and "overdue 100%" in line
+
+
+def test_tasks_nobody_in_slack_holds_go_to_the_managers_channel_to_be_taken(slack, pg_engine):
+    fake, url, settings = slack
+    with session_scope(pg_engine) as s:  # one of lee's accounts loses its owner in the CRM
+        s.execute(update(Account).where(Account.name == NO_OWNER).values(owner=None))
+    open_tasks(pg_engine, book(), NOON_NY)
+    quiet = deliver_tasks(pg_engine, settings, now=NOON_NY)  # no managers' channel set
+    assert quiet.sent == {"U1": 2} and quiet.not_in_slack == ["lee@x.test"]
+    settings = settings.model_copy(update={"slack_digest_channel": "CMGR"})
+    report = deliver_tasks(pg_engine, settings, now=NOON_NY + timedelta(minutes=1))
+    assert report.sent == {"CMGR": 2} and report.not_in_slack == ["lee@x.test"]
+    (post,) = dms(fake, "CMGR")
+    shown = json.dumps(post["blocks"])
+    assert "2 playbook tasks with no one in Slack to tell" in shown
+    assert "lee@x.test is not in Slack" in shown and "no owner" in shown
+    assert f"Check in with {NO_OWNER}" in shown and "Reassign" in shown
+    assert deliver_tasks(pg_engine, settings, now=NOON_NY + timedelta(minutes=2)).sent == {}
+    orphan = tasks(pg_engine)[f"Check in with {NO_OWNER}"]
+    assert orphan.owner is None and orphan.slack_channel_id == "CMGR"
+    reassign = {"type": "users_select", "action_id": f"task_reassign:{orphan.id}",
+                "selected_user": "U1"}  # fmt: skip
+    rid = act(fake, url, reassign, channel="CMGR", ts=orphan.slack_ts)  # dana is no manager
+    wait_for(lambda: fake.responses[rid])
+    assert "or a CS manager can change this task" in fake.responses[rid][0]["text"]
+    act(fake, url, reassign, channel="CMGR", ts=orphan.slack_ts, user="U3")  # the manager
+    wait_for(lambda: tasks(pg_engine)[f"Check in with {NO_OWNER}"].owner == "dana@x.test")
+    wait_for(lambda: fake.called("chat.update"))
+    assert fake.called("chat.update")[0]["channel"] == "CMGR"  # the channel's post, in place
+    later = deliver_tasks(pg_engine, settings, now=NOON_NY + timedelta(hours=1))
+    assert later.sent == {"U1": 1}  # now dana's, told in her DM
+
+
+def test_an_alert_reaches_its_channel_even_when_the_owner_waits_and_a_failed_one_is_retried(
+    slack, pg_engine
+):
+    fake, _url, settings = slack
+    plain = book()  # medium severity: held in the owners' quiet hours
+    alerting = PlaybookSet((replace(plain.playbooks[0], alert_channel="CALERTS"),), team=plain.team)
+    night = NOON_NY + timedelta(hours=12)  # 00:00 in New York
+    open_tasks(pg_engine, alerting, night)
+    fake.server.inject(Fault("server_error", path_contains="chat.postMessage", times=10))
+    failed = deliver_tasks(pg_engine, settings, now=night)
+    assert failed.quiet == 2 and failed.alerts == 0 and set(failed.failed) == {"CALERTS"}
+    fake.server.faults.clear()
+    retried = deliver_tasks(pg_engine, settings, now=night + timedelta(minutes=1))
+    assert retried.alerts == 1 and retried.sent == {} and retried.quiet == 2
+    shown = json.dumps(dms(fake, "CALERTS")[-1]["blocks"])
+    assert "dana@x.test" in shown and "lee@x.test" in shown  # every task it opened
+    posts = len(dms(fake, "CALERTS"))
+    assert deliver_tasks(pg_engine, settings, now=night + timedelta(minutes=2)).alerts == 0
+    assert len(dms(fake, "CALERTS")) == posts  # once
+    with session_scope(pg_engine) as s:
+        alerted = s.execute(
+            select(PlaybookTaskEvent.task_id).where(PlaybookTaskEvent.action == "alerted")
+        ).all()
+    assert len(alerted) == 4
