@@ -31,6 +31,13 @@ from connectors.sandbox.entities import (
     UsageDay,
 )
 from connectors.sandbox.names import salesforce_id
+from connectors.sandbox.trajectories import (
+    CHURN,
+    MIX,
+    TRAJECTORIES,
+    curve,
+    fade_before_close,
+)
 from connectors.stripe.mapping import Due, days_late_series
 from health.records import AccountRecord, AccountRef, ObservationRecord, OutcomeRecord
 
@@ -39,8 +46,6 @@ __all__ = [
     "Ticket", "Touch", "UsageDay", "account_records", "generate_portfolio", "observation_records",
     "outcome_records",
 ]  # fmt: skip
-TRAJECTORIES = ("thriving", "slow_decline", "sudden_shock", "recovering")
-_MIX = (0.45, 0.22, 0.13, 0.20)
 _DAY, _SECOND = timedelta(days=1), timedelta(seconds=1)
 # segment: seats lo-hi, $/seat/year, tickets/weekday, days between touches, contacts lo-hi,
 # share of calls/meetings with an executive, touch kind weights (call, meeting, email), CSMs
@@ -49,15 +54,6 @@ _SEGMENTS = {
     "mid_market": (40, 300, (450, 750), 0.05, 15, (3, 5), 0.08, (40, 20, 40), N.CSMS[2:5]),
     "smb": (5, 50, (350, 600), 0.02, 30, (1, 3), 0.04, (30, 10, 60), N.CSMS[5:]),
 }
-# churn probability at a renewal: base + slope * trouble (1 - usage level on the day)
-_CHURN = {
-    "thriving": (0.03, 0.0),
-    "slow_decline": (0.12, 0.9),
-    "sudden_shock": (0.12, 0.9),
-    "recovering": (0.04, 0.3),
-}
-# share of churners whose usage fades before the close, and how many days ahead the fade starts
-_FADE_SHARE, _FADE_LEAD = 0.8, (100, 200)
 _SOLVE_HOURS = {"urgent": 8.0, "high": 30.0, "normal": 60.0, "low": 120.0}
 
 
@@ -72,43 +68,6 @@ def _add_months(d: date, n: int) -> date:
 
 def _round_arr(x: float) -> float:
     return float(max(100, round(x / 100) * 100))
-
-
-def _curve(rng: random.Random, traj: str, days: int) -> tuple[list[float], int | None]:
-    """Usage level per window day relative to the account's normal (1.0), and the onset of
-    the trajectory's event in days before `end` (None for thriving)."""
-    if traj == "thriving":  # steady, or growing up to +35% over the last year
-        g = 0.0 if rng.random() < 0.4 else rng.uniform(0.05, 0.35)
-        return [max(0.6, 1.0 + g * (366 - days + i) / 365) for i in range(days)], None
-    m, loss = [1.0] * days, rng.uniform(0.4, 0.7)
-    if traj == "slow_decline":
-        onset = rng.randint(90, 150)
-
-        def level(k: int) -> float:
-            return 1.0 - loss * (onset - k) / onset
-
-    elif traj == "sudden_shock":  # the drop takes 2-7 days
-        onset, drop = rng.randint(20, 75), rng.randint(2, 7)
-
-        def level(k: int) -> float:
-            return 1.0 - loss * min(1.0, (onset - k + 1) / drop)
-
-    else:  # recovering: fall, hold at the bottom, climb back near normal before `end`
-        onset, fall, hold = rng.randint(150, 270), rng.randint(10, 25), rng.randint(20, 45)
-        rec, loss = min(rng.randint(45, 100), onset - fall - hold - 10), loss * 0.85
-        final = rng.uniform(0.93, 1.02)
-
-        def level(k: int) -> float:
-            e = onset - k
-            if e < fall:
-                return 1.0 - loss * e / fall
-            if e < fall + hold:
-                return 1.0 - loss
-            return min(final, 1.0 - loss + (final - 1.0 + loss) * (e - fall - hold) / rec)
-
-    for i in range(max(0, days - 1 - onset), days):
-        m[i] = level(days - 1 - i)
-    return m, onset
 
 
 class _Gen:
@@ -152,10 +111,10 @@ class _Gen:
         else:
             cs = p.start - timedelta(days=rng.randint(20, 6 * 365))
         cs_idx = self.cs_idx = (cs - p.start).days
-        traj = rng.choices(TRAJECTORIES, _MIX)[0]
-        m, onset = _curve(rng, traj, days)
+        traj = rng.choices(TRAJECTORIES, MIX)[0]
+        m, onset = curve(rng, traj, days)
         if onset is not None and days - 1 - onset - cs_idx < 45:  # event would predate onboarding
-            traj, (m, onset) = "thriving", _curve(rng, "thriving", days)
+            traj, (m, onset) = "thriving", curve(rng, "thriving", days)
         event = days - 1 - onset if onset is not None else -(10**6)  # its day index
         renewal_date = _anniversary(cs, p.end.year)
         if renewal_date <= p.end:
@@ -167,7 +126,7 @@ class _Gen:
             close = _anniversary(cs, year)
             if not p.start <= close <= p.end:
                 continue
-            idx, prior, (base, slope) = (close - p.start).days, arr_now, _CHURN[traj]
+            idx, prior, (base, slope) = (close - p.start).days, arr_now, CHURN[traj]
             t = max(0.0, 1.0 - m[idx])
             expand_p = 0.4 if traj == "thriving" else max(0.0, 0.12 - 0.3 * t)
             if rng.random() < base + slope * t:
@@ -187,14 +146,7 @@ class _Gen:
             arr_now = amount
             changes.append((idx, seats_now, arr_now))
         first = max(0, cs_idx)
-        # Most churners decided long before the paperwork: usage fades from a few months ahead of
-        # the close (the 60-90+ days of warning article 001 describes); the rest leave by surprise.
-        fade_from = days
-        if churned_on is not None and rng.random() < _FADE_SHARE:
-            fade_from, ramp_days = last - rng.randint(*_FADE_LEAD), rng.randint(20, 60)
-            depth = rng.uniform(0.35, 0.7)
-            for i in range(max(first, fade_from), last):
-                m[i] = max(0.05, m[i] * (1.0 - depth * min(1.0, (i - fade_from + 1) / ramp_days)))
+        fade_from = days if churned_on is None else fade_before_close(rng, m, first, last)
 
         # Contacts; the champion may leave (the shock itself, during a decline, or by chance).
         mode = rng.choice(("champion", "sev1", "both")) if traj == "sudden_shock" else ""
