@@ -1,34 +1,7 @@
 """PURE functions: HubSpot CRM v3 JSON objects -> healthbot records (or RecordError).
 
-Objects are the API's wire shape: `{"id": "123", "properties": {...strings...},
-"createdAt": ..., "updatedAt": ..., "archived": false}`. Property values are strings;
-datetimes are ISO-8601 (`2026-10-01T12:00:00.000Z`) or epoch milliseconds; date properties
-are `YYYY-MM-DD` (or midnight epoch ms).
-
-Which properties mean what (custom `healthbot_*` ones are created by `healthbot crm setup`):
-- companies: name, domain, hubspot_owner_id (-> owner email via the owners API),
-  healthbot_segment (else numberofemployees bands), healthbot_arr (else the standard
-  annualrevenue), healthbot_renewal_date,
-  hs_lifecyclestage_customer_date; notes_last_contacted -> a csm_touch event at that time;
-  healthbot_last_exec_meeting -> an exec_meeting event (HubSpot cannot tell which meetings
-  were executive, so only this explicit property yields exec_meeting);
-  salesforceaccountid (set by HubSpot's Salesforce integration on a company synced with a
-  Salesforce account) -> the record's cross-reference: the same customer's Salesforce Account
-  Id, so the two records are one account (health.identity). A portal without the integration
-  has no such property: HubSpot leaves unknown names out of a search's or read's `properties`
-  and the company simply carries no cross-reference.
-- deals: closed won -> renewed (or expanded when dealtype says expansion/upsell), closed lost
-  -> churned, on closedate; arr_change = amount - healthbot_prior_amount (won), -amount (lost).
-- tickets: hs_ticket_priority in the sev-1 set (default URGENT only, like Zendesk's urgent and
-  Salesforce's Critical) -> a sev1_ticket event at createdate; hs_pipeline_stage in the closed
-  stages -> closed; a company's open_tickets snapshot is the count of its open tickets,
-  observed at the newest hs_lastmodifieddate among its tickets (or the archivedAt of a ticket
-  just deleted, when later).
-- contacts (`lastmodifieddate`, not `hs_lastmodifieddate`): a champion (healthbot_champion =
-  true) who stops being at a company -> champion_left for that company, at the timestamp of
-  the property version that made it so (see `champion_departures`), or at archivedAt when a
-  champion still at its companies is deleted.
-"""
+The wire shape of the objects and which property means what are in docs/connectors.md,
+"HubSpot: what each property means"."""
 
 from __future__ import annotations
 

@@ -1,48 +1,8 @@
 """HubSpot as a Source: companies, renewal deals, tickets and champion contacts since the
 watermark.
 
-One pass, in this order (so observations always follow the accounts they reference):
-companies, deals, tickets, contacts — each through the CRM search API on its last-modified
-property (`hs_lastmodifieddate`; contacts `lastmodifieddate`, and only those with
-`healthbot_champion = true`), ascending, 200 per page, re-windowed past the 10,000-result cap
-(the first run uses the same search without the date filter: 200 records per call against the
-list endpoint's 100) — and last the deletions: archived companies, tickets and contacts (list
-endpoint, `archived=true`, tickets and contacts with `associations=companies`).
-One Batch per search page for companies and contacts, per 1,000 records (5 pages: one v4
-associations read) for deals and tickets, and one per archived object type; its watermark
-covers exactly it. A first ticket run (no ticket cursor) reads every ticket, so it tallies the
-open_tickets counts from those pages and yields them after the last one, together with the
-ticket cursor (the ticket batches before it leave that cursor where it was).
-
-Deletions: an archived company is marked deleted. An archived ticket leaves its companies'
-open-ticket count: they are re-counted, observed at the later of archivedAt and their newest
-ticket change (its sev1_ticket event stays: it happened). An archived champion still at its
-companies is a champion_left at archivedAt. Archived deals are not read at all: an outcome is
-history (the renewal or churn happened whatever became of the deal record), and the store
-has no way to retract an outcome anyway — delete it in healthbot if it was a mistake.
-
-Watermark (JSON): `{"v": 2, "companies": {"ts": <epoch ms>, "ids": [...]}, "deals": {...},
-"tickets": {...}, "contacts": {...}, "archived_companies": {...}, "archived_tickets": {...},
-"archived_contacts": {...}}` — per object type, the last-modified time (archivedAt for
-deletions) of the newest record stored, and the ids already stored at exactly that instant.
-A rerun searches `ts GT saved` OR (`ts EQ saved` AND id NOT_IN those ids) — nothing it has
-stored comes back — or, when more than 100 ids share that instant, `GTE ts`, dropping them
-client side. (A v1 watermark's "archived" is read as "archived_companies".)
-
-Calls per run: companies/deals/tickets/contacts `ceil(changed/200)` searches each (at least 1),
-1 owners call when a company page needs owners, `ceil(changed/1000)` deal->company and
-ticket->company associations calls; on a first run nothing more for the open_tickets counts,
-on later runs per 1,000 changed tickets 1 company->tickets associations call plus batch reads
-(100 per call) of the touched companies' other tickets (each read once per run), per contact
-page
-`ceil(n/50)` batch reads with property history plus 1 associations call when one of them is
-flagged as left, and `ceil(archived/100)` list calls for each of the three archived types
-(at least 1 each). A run with nothing new: 4 searches + 3 archived lists = 7 requests.
-
-Champions are the contacts with the custom boolean `healthbot_champion` = true; a portal that
-lacks the property answers the contacts search with a 400: that is reported as a skipped
-record ("contacts") and the run goes on without champion tracking.
-"""
+The design notes (what is read in which order, calls per run, the watermark, deletions)
+are in docs/connectors.md, "HubSpot: the source"."""
 
 from __future__ import annotations
 

@@ -1,29 +1,8 @@
 """The Stripe Source: customers (with their subscriptions' ARR), failed charges and overdue
 invoices, read through the official library (connectors.stripe.client).
 
-Watermark (opaque JSON): `{"events": <unix time>}`, the `created` of the newest event seen.
-
-A first run (no watermark) reads everything, newest first, 100 per request: the newest event
-(1 request: where the next run starts), every subscription (`status=all`), every customer, every
-invoice and every charge: `1 + ceil(S/100) + ceil(C/100) + ceil(I/100) + ceil(Ch/100)`
-requests. Customers go out one batch per page; failed charges one batch per page; the
-days-late series of every customer from all its invoices in a last batch, which alone carries
-the watermark (a run killed before it reads everything again: every write is an upsert).
-
-Later runs read the events API since the watermark (`created[gte]`, the types below; an event
-of the saved second is read again, harmlessly): customers and subscriptions that changed are
-sent again with their ARR (the subscriptions of each changed customer, one list each, or
-for more than 10 of them one list of every subscription; customers expanded), each failed
-charge is a payment_failed, and the open invoices (`status=open`, read every run: days late
-grow without any event) give today's days-late snapshot for every customer
-with one overdue, and 0 for a customer whose invoices changed and none is. A run with nothing
-new costs 2 requests. Stripe keeps events 30 days: a watermark older than 29 days starts a
-first run again.
-
-Customers attach to the accounts the CRMs hold (Batch.attach_only): by the CRM account id in
-the metadata key STRIPE_ACCOUNT_METADATA_KEY, else by the email's domain; one matching neither
-is a sync error naming both, never an account of its own.
-"""
+The design notes (what is read in which order, calls per run, the watermark, deletions)
+are in docs/connectors.md, "Stripe: the source"."""
 
 from __future__ import annotations
 

@@ -1,31 +1,7 @@
 """Zendesk Source: tickets via the cursor-based incremental export, one Batch per page.
 
-Calls per run: `max(1, ceil(T/1000))` export pages for T changed tickets. Organizations come
-side-loaded with each page (`include=organizations,metric_sets`), so mapping tickets to
-accounts costs no extra request; only an organization a page references but does not carry
-(e.g. the old organization of a ticket that moved) is fetched with `show_many` (100 ids/call).
-Zendesk never creates accounts here: organizations only produce account refs, matched by
-`external_id` (= CRM account id) or else by domain; the store counts the rest as unmatched.
-
-open_tickets. The export gives the full current state of changed tickets only, so the source
-keeps the set of open ticket ids per organization inside its watermark (open tickets are few:
-a few thousand ids at most for a large book). Each page updates the sets (a ticket that closes,
-is deleted or moves to another organization leaves its old set) and, for every organization
-touched by the page, emits one open_tickets snapshot: the size of its set, observed at the
-newest `updated_at` among that page's tickets of the organization. No search or count calls
-are needed and every value is a pure function of the ticket stream, so a rerun from any
-committed watermark reproduces the same rows.
-
-With the same sets the source knows when each open ticket was created, and emits beside
-each open_tickets snapshot an oldest_open_ticket_days snapshot (0 when none is open): how old
-the oldest open ticket was at that instant (the playbooks' "ticket open longer than D days").
-
-Watermark (JSON): {"cursor": "<after_cursor>", "open": {"<org id>": {"<ticket id>": created
-unix seconds}}}; the older form with lists of ids still reads (creation unknown: the time the
-source next sees the organization counts as the ticket's start).
-Incremental exports leave out the last minute of changes; the cursor resumes exactly where
-the committed page ended, so a ticket is neither missed nor read twice across runs.
-"""
+The design notes (what is read in which order, calls per run, the watermark, deletions)
+are in docs/connectors.md, "Zendesk: the source"."""
 
 from __future__ import annotations
 
