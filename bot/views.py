@@ -28,7 +28,7 @@ from slack_sdk.models.views import View
 
 from bot.ids import AccountValue, Action, Field
 from bot.ids import View as ViewId
-from health.briefs import AccountLine, Brief
+from health.briefs import AccountLine, Brief, churn_note
 from health.scoring.model import TIER_LABELS
 from health.sentiment import DIRECTIONS, FLAGS, NOTE_MAX
 
@@ -102,6 +102,8 @@ def brief_blocks(
         SectionBlock(text=_md(f"> {esc(drivers)}"[:3000])),
         ContextBlock(elements=[_md(" · ".join(parts))]),
     ]
+    if note := churn_note(b, today):
+        blocks.insert(1, SectionBlock(text=_md(f":no_entry: *{esc(note)}*")))
     if tasks:
         blocks.append(SectionBlock(text=_md(f"*Open tasks*\n{tasks}"[:3000])))
     if b.history_gap:

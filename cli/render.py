@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -16,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from health.briefs import Brief, Portfolio
+from health.briefs import Brief, Portfolio, churn_note
 from health.scoring.explain import format_value
 from health.scoring.model import TIER_LABELS
 
@@ -68,6 +70,9 @@ def portfolio_table(p: Portfolio) -> Table:
             money(t.arr),
             f"{t.arr / arr_total:.0%}",
         )
+    if p.former:
+        table.caption = f"{p.former} former customers (churned) are not counted"
+        table.caption_justify = "left"
     return table
 
 
@@ -120,6 +125,8 @@ def brief_panel(b: Brief) -> Panel:
         signals = ", ".join(f"{label} {format_value(v, fmt)}" for label, fmt, v, _ in c.metrics)
         comps.add_row(c.label, score, f"{c.share:.0%}", signals or "—")
     parts = [head, facts]
+    if note := churn_note(b, b.score_date + timedelta(days=1)):
+        parts.append(Text(note, style="bold yellow"))
     if len(b.records) > 1 or any(r["linked_by"] != "new" for r in b.records):
         linked = " · ".join(
             f"{r['source']} {r['id']}" + ("" if r["linked_by"] == "new" else f" ({r['linked_by']})")

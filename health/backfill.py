@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from health import customers
 from health.db import session_scope
 from health.models import Account, Observation, Score
 from health.repo import accounts_by_id, chunked
@@ -142,8 +143,12 @@ def _compute_part(engine: Engine, part, model, days, known, _replace, _targets):
             first=day_end(days[0]),
             last=day_end(days[-1]),
         )
+        churned = customers.churn_days(session, [a.id for a in accounts])
     with gc_paused():
-        return replay(model, timeline, accounts, days, renewal_known_from=known)
+        rows, previous = replay(model, timeline, accounts, days, renewal_known_from=known)
+    if churned:  # a former customer is not scored after its churn
+        rows = [r for r in rows if r["score_date"] <= churned.get(r["account_id"], r["score_date"])]
+    return rows, previous
 
 
 def _write_part(engine, part, rows, previous, replace, targets, *, start):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from health import customers
 from health.identity import records_of
 from health.models import Account, Observation, Outcome, Score, ScoreChange, SyncState
 from health.score_history import scores_as_of
@@ -45,6 +47,7 @@ class Portfolio:
     tiers: list[TierSummary]
     at_risk: list[AccountLine]
     unscored: int
+    former: int = 0  # accounts that churned (not counted in the tiers)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Brief:
     outcomes: list[dict] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)  # the CRM records it links
     history_gap: str | None = None  # observations older than the score history: how to fill
+    churned_on: date | None = None  # a former customer: the day it churned (newest outcome)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -97,7 +101,9 @@ def account_line(a: Account, s: Score) -> AccountLine:
 
 def portfolio(*, session: Session, top: int = 10) -> Portfolio:
     latest = scores_as_of(session=session, ids=None, lo=None, hi=None)
-    accounts = session.exec(select(Account).where(Account.deleted_at.is_(None))).scalars().all()
+    accounts = session.exec(select(Account).where(customers.current())).scalars().all()
+    gone = Account.deleted_at.is_(None) & customers.churned()
+    former = session.scalar(select(func.count()).select_from(Account).where(gone)) or 0
     lines = [account_line(a, latest[a.id]) for a in accounts if a.id in latest]
     tiers = [
         TierSummary(
@@ -110,12 +116,12 @@ def portfolio(*, session: Session, top: int = 10) -> Portfolio:
         key=lambda x: (x.total, -(x.arr or 0)),
     )
     day = max((s.score_date for s in latest.values()), default=None)
-    return Portfolio(day, tiers, risky[:top], unscored=len(accounts) - len(lines))
+    return Portfolio(day, tiers, risky[:top], unscored=len(accounts) - len(lines), former=former)
 
 
 def book(*, session: Session, owner: str) -> list[AccountLine]:
     """A CSM's accounts (owner's email), scored, worst first."""
-    q = select(Account).where(Account.deleted_at.is_(None), func.lower(Account.owner) == owner)
+    q = select(Account).where(customers.current(), func.lower(Account.owner) == owner)
     accounts = session.exec(q).scalars().all()
     latest = scores_as_of(session=session, ids=[a.id for a in accounts], lo=None, hi=None)
     lines = [account_line(a, latest[a.id]) for a in accounts if a.id in latest]
@@ -239,4 +245,26 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
         )
         if len(scores) < 90
         else None,
+        churned_on=churned_on(account, outcomes),
     )
+
+
+def churn_note(b: Brief, today: date) -> str | None:
+    """What a brief says about a churn: a former customer, or a contract ending."""
+    if b.churned_on is None:
+        return None
+    if b.churned_on >= today:
+        return f"Renewal lost: the contract ends {b.churned_on}; still scored until then."
+    return (
+        f"Former customer: churned on {b.churned_on}. Not scored since, and left out of the "
+        "portfolio, digests and playbooks; the history below is as it stood."
+    )
+
+
+def churned_on(account: Account, outcomes: Sequence[Outcome]) -> date | None:
+    """The day of the churn when the account's newest outcome (newest first) is one and no
+    newer customer_since started it again (health.customers says the same in SQL)."""
+    if not outcomes or outcomes[0].kind != "churned":
+        return None
+    day = outcomes[0].occurred_on
+    return day if account.customer_since is None or account.customer_since <= day else None

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlmodel import Session
 
+from health import customers
 from health.briefs import AccountLine, account_line
 from health.models import Account, DigestSent, SlackUser
 from health.repo import upsert
@@ -22,7 +23,7 @@ def needing_attention(*, session: Session) -> dict[str, list[AccountLine]]:
     """Per owner email (lower-cased): accounts at risk, critical or falling 10+ points in 30
     days, ranked by ARR x risk (the ARR that stands to be lost first)."""
     latest = scores_as_of(session=session, ids=None, lo=None, hi=None)
-    q = select(Account).where(Account.deleted_at.is_(None), Account.owner.is_not(None))
+    q = select(Account).where(customers.current(), Account.owner.is_not(None))
     out: dict[str, list[AccountLine]] = defaultdict(list)
     for a in session.exec(q).scalars():
         s = latest.get(a.id)

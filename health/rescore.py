@@ -12,6 +12,7 @@ from datetime import date
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
+from health import customers
 from health.db import session_scope
 from health.models import Account
 from health.repo import accounts_by_id, chunked
@@ -45,14 +46,20 @@ def rescore(
     progress: Progress | None = None,
     targets: Collection[str] = (),
 ) -> RescoreReport:
-    """Score the given accounts (default: all live ones) for `day`, one transaction per batch.
+    """Score the given accounts (default: all live ones) for `day`, one transaction per batch;
+    former customers (health.customers) are left out.
     On PostgreSQL, `workers` > 1 processes each take whole batches (read, score, write); the
     statements they send are counted in `RescoreReport.worker_statements`. A changed score
     of an account kept in one of the CRMs `targets` is queued for writeback."""
     report = RescoreReport()
     with session_scope(engine) as session:
-        q = select(Account.id).where(Account.deleted_at.is_(None)).order_by(Account.id)
-        ids = list(account_ids) if account_ids is not None else session.exec(q).scalars().all()
+        if account_ids is None:
+            q = select(Account.id).where(customers.current(day)).order_by(Account.id)
+            ids = list(session.scalars(q))
+        else:
+            ids = list(account_ids)
+            gone = customers.former_among(session, ids, day)
+            ids = [i for i in ids if i not in gone]
     parts = [list(p) for p in chunked(sorted(set(ids)), batch_size)]
     if workers > 1 and len(parts) > 1 and engine.dialect.name == "postgresql":
         ctx = multiprocessing.get_context("fork")

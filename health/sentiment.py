@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from health import customers
 from health.identity import records_of
 from health.models import Account, Observation, ProcessedSlackEvent, SentimentEntry
 from health.repo import upsert
@@ -118,7 +119,7 @@ def stale_by_owner(
     q = (
         select(func.lower(Account.owner), Account.name, newest.c.at)
         .outerjoin(newest, newest.c.account_id == Account.id)
-        .where(Account.deleted_at.is_(None), Account.owner.is_not(None))
+        .where(customers.current(now.date()), Account.owner.is_not(None))
         .order_by(Account.name)
     )
     if owner is not None:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, select
 from sqlmodel import Session
 
+from health import customers
 from health.models import (
     Account,
     Observation,
@@ -70,7 +71,7 @@ def load_facts(
             Account.arr,
             Account.renewal_date,
             Account.customer_since,
-        ).where(Account.id.in_(ids), Account.deleted_at.is_(None), Account.merged_into.is_(None))
+        ).where(Account.id.in_(ids), customers.current(day), Account.merged_into.is_(None))
     ).all()
     scores = _newest_scores(session, ids, day)
     ago = {d: _scores_ago(session, ids, day, d) for d in sorted(needs.score_windows)}
