@@ -1,5 +1,6 @@
 """`healthbot crm setup`: create the score fields on every configured CRM (workers.crm_setup)
-and show one line per field: created, already there, not visible, or what to create by hand."""
+and show one line per field: created, updated (tier values added), already there, not visible,
+or what to create or add by hand."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ NOTHING_CONFIGURED = (
 @crm_app.command("setup")
 def setup() -> None:
     """Create the health-score fields on every configured CRM (only those missing: running it
-    again changes nothing). Fields it may not create are listed to create by hand; then it
-    exits 1."""
+    again changes nothing), and add the tier values an older tier field lacks. Fields and values
+    it may not create are listed to add by hand; then it exits 1."""
     from workers.crm_setup import setup_crm
 
     show_setup(setup_crm(get_settings()), Console(soft_wrap=True))
@@ -50,15 +51,21 @@ def crm_lines(r: CrmSetup) -> list[Text]:
     lines = [Text(TITLES.get(r.crm, r.crm), style="bold")]
     if r.error:
         return [*lines, mark("✗", "bold red", r.error)]
-    names = [*r.created, *r.present, *r.hidden, *(f.name for f in r.by_hand)]
+    by_hand = [*(f.name for f in r.by_hand), *(v.name for v in r.values_by_hand)]
+    names = [*r.created, *r.updated, *r.present, *r.hidden, *by_hand]
     width = max(map(len, names), default=0)
     lines += [mark("✓", "green", f"{n:<{width}}  created") for n in r.created]
+    lines += [
+        mark("✓", "green", f"{n:<{width}}  updated: added {', '.join(values)}")
+        for n, values in r.updated.items()
+    ]
     lines += [mark("·", "dim", f"{n:<{width}}  already there") for n in r.present]
     lines += [
         mark("✗", "bold red", f"{n:<{width}}  exists, but the API user cannot see it")
         for n in r.hidden
     ]
     lines += [mark("✗", "bold red", manual(f, width)) for f in r.by_hand]
+    lines += [mark("✗", "bold red", f"{v.name:<{width}}  {v.steps}") for v in r.values_by_hand]
     if r.reason:
         lines.append(Text(f"  why: {r.reason}", style="yellow"))
     lines += [Text(f"  note: {note}", style="yellow") for note in r.notes]

@@ -197,7 +197,7 @@ def start_sandboxes(ctx) -> None:
     for crm in setup_crm(ctx.settings):
         done = ", ".join(crm.created) or "none needed"
         ctx.console.print(f"  {crm.crm.title()} score fields created: {done}")
-        if crm.error or crm.by_hand:
+        if crm.error or crm.by_hand or crm.values_by_hand:
             ctx.console.print(f"  [red]{crm.crm}: {crm.error or crm.reason}[/red]")
 
 

@@ -28,6 +28,14 @@ class AuthConnectorError(PermanentConnectorError):
     """Credentials rejected: the message names the variable to fix."""
 
 
+# added to a CRM's refusal of a record whose tier its tier field does not offer (a field set up
+# before the tier existed): what the person reading `healthbot writeback --status` does next
+UNKNOWN_TIER = (
+    "the CRM's tier field lacks this tier (it was set up before the tier existed): run "
+    "`healthbot crm setup` to add it, then `healthbot writeback --retry-parked`"
+)
+
+
 def renamed(defaults: Mapping[str, str], overrides: Mapping[str, str] | None, variable: str):
     """A CRM's name for each score field: `defaults` with the admin's renames from `variable`
     (JSON, keyed by score field); an unknown key is a configuration error naming it."""

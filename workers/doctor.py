@@ -28,19 +28,18 @@ from connectors.base import (
     TransientConnectorError,
 )
 from connectors.hubspot import fields as hubspot_fields
-from connectors.hubspot import sink as hubspot_sink
-from connectors.salesforce import sink as salesforce_sink
 from connectors.salesforce.client import RetryingSession
 from health.db import make_engine
 from health.migrate import alembic_config
 from health.records import SwitchedOff
 from health.settings import Settings
 from playbooks.loader import check_playbooks as load_playbook_set
+from workers import doctor_fields as score_fields
+from workers.doctor_fields import MissingFields
 
 TIMEOUT = 8.0  # seconds per request or connection attempt
 RETRIES = 1  # one quick retry of a blip; never a long wait
 UPGRADE = "run `healthbot db upgrade`"
-CRM_SETUP = "run `healthbot crm setup`"
 WHERE = {  # the variable that says where each source lives
     "salesforce": "SALESFORCE_INSTANCE_URL",
     "hubspot": "HUBSPOT_BASE_URL",
@@ -300,35 +299,19 @@ def check_score_fields(settings: Settings, name: str) -> Check:
 
 
 def _salesforce_fields(settings: Settings) -> str:
-    wanted = salesforce_sink.field_names(settings.salesforce_score_fields).values()
     client = registry.SOURCES["salesforce"].build_client(settings, session=_session())
-    have = {f["name"].lower() for f in client.describe("Account").get("fields", [])}
-    missing = [f for f in wanted if f.lower() not in have]  # Salesforce names ignore case
-    return _fields_result("Account fields", list(wanted), missing)
+    return score_fields.salesforce(client, settings.salesforce_score_fields)
 
 
 def _hubspot_fields(settings: Settings) -> str:
-    wanted = hubspot_sink.property_names(settings.hubspot_score_properties).values()
     client = registry.SOURCES["hubspot"].build_client(settings, **_client_opts())
-    have = {p.get("name") for p in client.properties("companies")}
-    missing = [p for p in wanted if p not in have]
-    return _fields_result("company properties", list(wanted), missing)
+    return score_fields.hubspot(client, settings.hubspot_score_properties)
 
 
 _FIELD_PROBES: dict[str, Callable[[Settings], str]] = {
     "salesforce": _salesforce_fields,
     "hubspot": _hubspot_fields,
 }
-
-
-class MissingFields(Exception):
-    """Some score fields are not on the CRM yet."""
-
-
-def _fields_result(what: str, wanted: list[str], missing: list[str]) -> str:
-    if missing:
-        raise MissingFields(f"missing {what}: {', '.join(missing)}")
-    return f"all {len(wanted)} {what} present"
 
 
 # -- Slack -------------------------------------------------------------------------------
@@ -360,7 +343,7 @@ def _guard(part: str, where: str, probe: Callable[[], str]) -> Check:
     try:
         return Check(part, True, probe())
     except MissingFields as exc:
-        return Check(part, False, str(exc), CRM_SETUP)
+        return Check(part, False, str(exc), exc.fix)
     except AuthConnectorError as exc:
         return Check(part, False, str(exc), "set valid credentials in the variable named above")
     except TransientConnectorError as exc:

@@ -232,6 +232,10 @@ class HubSpotClient:
         data = self.call(self._props_batch.create, object_type, {"inputs": definitions})[1]
         return [r["name"] for r in data.get("results", [])]
 
+    def update_property(self, object_type: str, name: str, changes: dict) -> dict:
+        """PATCH one property definition (`options` replaces the whole option list)."""
+        return self.call(self._props.update, object_type, name, changes)[1]
+
     def create_group(self, object_type: str, name: str, label: str) -> None:
         try:
             self.call(self._prop_groups.create, object_type, {"name": name, "label": label})

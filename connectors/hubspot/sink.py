@@ -3,7 +3,9 @@
 Properties (`PROPERTIES`, renamed with HUBSPOT_SCORE_PROPERTIES) live in the "Customer health"
 group: health_score, health_tier, health_trend_30d, health_drivers, health_updated_at.
 `ensure_properties()` creates the group and whichever properties are missing (1 GET; when
-something is missing, 1 group POST + 1 batch create).
+something is missing, 1 group POST + 1 batch create), and adds the tier options an existing
+health_tier lacks (a portal set up before the "insufficient" tier: 1 PATCH with the whole
+option list, the portal's own options kept first).
 `write()` sends `POST /crm/v3/objects/companies/batch/update` per 100 rows and reports every
 row: acknowledged, or the reason from the 207 `errors[]`. A request that fails as a whole
 (429 or 5xx past the client's short retry) raises, so the outbox keeps its rows.
@@ -14,9 +16,10 @@ a search page, never a duplicate (upserts are idempotent) and never a rescore.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from connectors.base import renamed
+from connectors.base import UNKNOWN_TIER, renamed
 from connectors.hubspot.client import BATCH_LIMIT, HubSpotClient
 from connectors.hubspot.source import build_client
 from health.records import ScoreWrite, WriteError, WriteResult
@@ -31,7 +34,7 @@ PROPERTIES = {
     "tier": {"name": "health_tier", "label": "Health Tier", "type": "enumeration",
              "fieldType": "select", "options": [
                  {"label": LABELS.get(t, t.replace("_", " ").title()), "value": t,
-                  "displayOrder": i}
+                  "displayOrder": i, "hidden": False}
                  for i, t in enumerate(TIERS)]},
     "trend_30d": {"name": "health_trend_30d", "label": "Health 30-day trend", "type": "number",
                   "fieldType": "number"},
@@ -40,8 +43,35 @@ PROPERTIES = {
     "updated_at": {"name": "health_updated_at", "label": "Health updated at",
                    "type": "datetime", "fieldType": "date"},
 }  # fmt: skip
+INVALID_OPTION = "INVALID_OPTION"  # an enumeration value the property does not offer
 TRANSIENT_CATEGORIES = frozenset({"RATE_LIMITS", "LOCKED", "TIMEOUT", "SERVICE_UNAVAILABLE"})
 DRIVERS_MAX = 65_536
+
+
+@dataclass
+class PropertiesSetup:
+    created: list[str] = field(default_factory=list)  # property names
+    updated: dict[str, list[str]] = field(default_factory=dict)  # property -> option values added
+
+
+def missing_options(definition: dict, existing: dict) -> list[dict]:
+    """The options of our `definition` that the portal's enumeration property lacks."""
+    if definition.get("type") != "enumeration" or existing.get("type") != "enumeration":
+        return []
+    have = {str(o.get("value")) for o in existing.get("options") or []}
+    return [o for o in definition.get("options") or [] if o["value"] not in have]
+
+
+def all_options(existing: dict, added: list[dict]) -> list[dict]:
+    """The full option list for a PATCH (it replaces the list): the portal's options as they
+    are, then ours, ordered after them."""
+    kept = [
+        {k: o[k] for k in ("label", "value", "displayOrder", "hidden", "description") if k in o}
+        | {"hidden": bool(o.get("hidden", False))}
+        for o in existing.get("options") or []
+    ]
+    start = max((int(o.get("displayOrder", -1)) for o in kept), default=-1) + 1
+    return kept + [{**o, "displayOrder": start + i} for i, o in enumerate(added)]
 
 
 def property_names(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -65,14 +95,22 @@ class HubSpotScoreSink:
     def definitions(self) -> list[dict]:
         return [{**p, "name": self.names[k], "groupName": GROUP} for k, p in PROPERTIES.items()]
 
-    def ensure_properties(self) -> list[str]:
-        """Create the missing score properties (and their group); returns the names created."""
-        have = {p.get("name") for p in self.client.properties("companies")}
-        missing = [d for d in self.definitions() if d["name"] not in have]
-        if not missing:
-            return []
-        self.client.create_group("companies", GROUP, GROUP_LABEL)
-        return self.client.create_properties("companies", missing)
+    def ensure_properties(self) -> PropertiesSetup:
+        """Create the missing score properties (and their group), and add the options an
+        existing tier property lacks."""
+        have = {p.get("name"): p for p in self.client.properties("companies")}
+        wanted = self.definitions()
+        missing = [d for d in wanted if d["name"] not in have]
+        result = PropertiesSetup()
+        if missing:
+            self.client.create_group("companies", GROUP, GROUP_LABEL)
+            result.created = self.client.create_properties("companies", missing)
+        for d in wanted:
+            if d["name"] in have and (added := missing_options(d, have[d["name"]])):
+                options = all_options(have[d["name"]], added)
+                self.client.update_property("companies", d["name"], {"options": options})
+                result.updated[d["name"]] = [o["value"] for o in added]
+        return result
 
     def properties(self, row: ScoreWrite) -> dict[str, str]:
         n = self.names
@@ -94,10 +132,10 @@ class HubSpotScoreSink:
             inputs = [{"id": k, "properties": self.properties(r)} for k, r in chunk.items()]
             done, errors = self.client.batch_update("companies", inputs)
             for err in errors:
-                category = str(err.get("category", "ERROR"))
-                why = WriteError(
-                    category, str(err.get("message", "")), category in TRANSIENT_CATEGORIES
-                )
+                category, message = str(err.get("category", "ERROR")), str(err.get("message", ""))
+                if INVALID_OPTION in message and f'"{self.names["tier"]}"' in message:
+                    message = f"{message}; {UNKNOWN_TIER}"
+                why = WriteError(category, message, category in TRANSIENT_CATEGORIES)
                 for oid in (err.get("context") or {}).get("ids") or []:
                     if oid in chunk:
                         result.errors[oid] = why

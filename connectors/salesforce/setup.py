@@ -2,13 +2,19 @@
 Metadata API (simple-salesforce's `sf.mdapi`: zeep over SOAP).
 
 `ensure_fields(client, specs)`:
-1. describe Account (1 REST call): fields the API user already sees are done;
+1. describe Account (1 REST call): fields the API user already sees are done, unless the tier
+   picklist lacks a value healthbot writes (its `picklistValues`: an org set up before the
+   "insufficient" tier was added; the picklist is restricted, so such writes fail);
 2. only when some are missing, readMetadata of those (1 SOAP call): a field that exists but is
    hidden from this user by field-level security is reported, never created twice;
-3. createMetadata of the rest, 10 per call (one call for our five).
+3. createMetadata of the rest, 10 per call (one call for our five);
+4. only when the tier picklist lacks values, updateMetadata of it (1 SOAP call). It replaces the
+   whole value set, so it sends the values the org has (an admin's own included, their labels
+   kept) followed by the missing ones.
 A second run costs the describe alone. Without the Metadata API permission (INSUFFICIENT_ACCESS)
-nothing is created: every missing field comes back to be created by hand, described the way
-Setup asks for it (`FieldSpec.setup_screen`).
+nothing is changed: every missing field comes back to be created by hand, described the way
+Setup asks for it (`FieldSpec.setup_screen`), and every missing value to be added by hand
+(`MissingValues.setup_steps`).
 
 Salesforce grants a field created through the Metadata API to no profile: the API user sees it
 only once field-level security allows it (`FLS_STEP` says how). Granting it here would need a
@@ -57,8 +63,8 @@ FLS_STEP = (
     "`healthbot crm setup` again: it lists every field it can see as already there."
 )
 PERMISSION = (
-    "to create fields the Salesforce user needs the permission 'Modify Metadata Through "
-    "Metadata API Functions' (or 'Modify All Data')"
+    "to create or update fields the Salesforce user needs the permission 'Modify Metadata "
+    "Through Metadata API Functions' (or 'Modify All Data')"
 )
 _FAILED = re.compile(r"^(\S+): (.*)$", re.MULTILINE)
 _ERROR = re.compile(r"\((\w+), (.*?)\), ")
@@ -93,27 +99,33 @@ class FieldSpec:
             return "Text", f"Length {self.length}"
         return {"DateTime": "Date/Time"}.get(self.type, self.type), ""
 
-    def component(self, md: Any) -> Any:
-        """The CustomField for createMetadata (`md` is simple-salesforce's `sf.mdapi`)."""
+    def component(
+        self,
+        md: Any,
+        *,
+        values: Sequence[tuple[str, str]] | None = None,
+        label: str | None = None,
+        restricted: bool = True,
+    ) -> Any:
+        """The CustomField for createMetadata, or for updateMetadata with the picklist's whole
+        value set `values` [(API name, label)] (`md` is simple-salesforce's `sf.mdapi`)."""
         attrs: dict[str, Any] = {}
         if self.type == "Number":
             attrs = {"precision": self.precision, "scale": self.scale}
         elif self.type == "Text":
             attrs = {"length": self.length}
         elif self.type == "Picklist":
-            values = [
-                md.CustomValue(fullName=v, label=TIERS.get(v, v), default=False)
-                for v in self.values
-            ]
+            pairs = values if values is not None else [(v, TIERS.get(v, v)) for v in self.values]
+            entries = [md.CustomValue(fullName=v, label=lbl, default=False) for v, lbl in pairs]
             attrs = {
                 "valueSet": md.ValueSet(
-                    restricted=True,
-                    valueSetDefinition=md.ValueSetValuesDefinition(sorted=False, value=values),
+                    restricted=restricted,
+                    valueSetDefinition=md.ValueSetValuesDefinition(sorted=False, value=entries),
                 )
             }
         return md.CustomField(
             fullName=self.full_name,
-            label=self.label,
+            label=label or self.label,
             type=self.type,
             description=DESCRIPTION,
             **attrs,
@@ -131,13 +143,57 @@ def field_specs(names: Mapping[str, str]) -> list[FieldSpec]:
     ]
 
 
+@dataclass(frozen=True)
+class MissingValues:
+    """A picklist in the org that lacks values healthbot writes to it."""
+
+    spec: FieldSpec
+    missing: tuple[str, ...]  # API names to add
+    have: tuple[tuple[str, str], ...]  # (API name, label) the org has, in its order
+    label: str  # the field's label in the org
+    restricted: bool
+
+    def component(self, md: Any) -> Any:
+        """The CustomField for updateMetadata: every value the org has, then the missing."""
+        added = [(v, TIERS.get(v, v)) for v in self.missing]
+        values = [*self.have, *added]
+        return self.spec.component(md, values=values, label=self.label, restricted=self.restricted)
+
+    def setup_steps(self) -> str:
+        """Where and what to add by hand, as Setup asks for it."""
+        values = ", ".join(f'{v} (label "{TIERS.get(v, v)}")' for v in self.missing)
+        return (
+            f"add the value{'s' if len(self.missing) > 1 else ''} {values} in Setup > Object "
+            f"Manager > {OBJECT} > Fields & Relationships > {self.label} > Values > New"
+        )
+
+
+def missing_values(spec: FieldSpec, described: Mapping[str, Any]) -> MissingValues | None:
+    """The values of `spec` a picklist field of the describe (`picklistValues`) lacks."""
+    if spec.type != "Picklist" or described.get("type") != "picklist":
+        return None
+    have = tuple(
+        (str(p["value"]), str(p.get("label") or p["value"]))
+        for p in described.get("picklistValues") or []
+        if p.get("active", True)
+    )
+    names = {v for v, _ in have}
+    missing = tuple(v for v in spec.values if v not in names)
+    if not missing:
+        return None
+    label = str(described.get("label") or spec.label)
+    return MissingValues(spec, missing, have, label, bool(described.get("restrictedPicklist")))
+
+
 @dataclass
 class FieldsSetup:
     created: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)  # exist; the API user cannot see them
+    updated: list[MissingValues] = field(default_factory=list)  # values added
     by_hand: list[FieldSpec] = field(default_factory=list)
-    reason: str = ""  # why `by_hand` is not empty
+    values_by_hand: list[MissingValues] = field(default_factory=list)
+    reason: str = ""  # why `by_hand` or `values_by_hand` is not empty
     api_calls: int = 0
 
 
@@ -146,25 +202,32 @@ class NoMetadataAccess(PermanentConnectorError):
 
 
 def ensure_fields(client: SalesforceClient, specs: Sequence[FieldSpec]) -> FieldsSetup:
-    seen = {f["name"].lower() for f in client.describe(OBJECT)["fields"]}
-    result = FieldsSetup(present=[s.name for s in specs if s.name.lower() in seen])
-    missing = [s for s in specs if s.name.lower() not in seen]
-    if not missing:
+    described = {f["name"].lower(): f for f in client.describe(OBJECT)["fields"]}
+    seen = [s for s in specs if s.name.lower() in described]
+    stale = [m for s in seen if (m := missing_values(s, described[s.name.lower()]))]
+    result = FieldsSetup(present=[s.name for s in seen if s not in {m.spec for m in stale}])
+    missing = [s for s in specs if s.name.lower() not in described]
+    if not missing and not stale:
         result.api_calls = client.api_calls
         return result
     md, session = metadata_api(client)
     try:
         result.hidden = existing(md, missing)
         todo = [s for s in missing if s.name not in result.hidden]
-        failed = create(md, todo)
+        failed = save(md, "createMetadata", {s.full_name: s.component(md) for s in todo})
+        refused = save(md, "updateMetadata", {m.spec.full_name: m.component(md) for m in stale})
     except NoMetadataAccess as exc:
         result.by_hand = [s for s in missing if s.name not in result.hidden]
+        result.values_by_hand = stale
         result.reason = f"{exc}: {PERMISSION}"
         return result
     finally:
         result.api_calls = client.api_calls + session.calls
     result.created = [s.name for s in todo if s.full_name not in failed]
     result.by_hand = [s for s in todo if s.full_name in failed]
+    result.updated = [m for m in stale if m.spec.full_name not in refused]
+    result.values_by_hand = [m for m in stale if m.spec.full_name in refused]
+    failed.update(refused)
     result.reason = "; ".join(f"{name.partition('.')[2]}: {why}" for name, why in failed.items())
     return result
 
@@ -192,17 +255,19 @@ def existing(md: Any, specs: Sequence[FieldSpec]) -> list[str]:
     return [s.name for s in specs if s.full_name.lower() in found]
 
 
-def create(md: Any, specs: Sequence[FieldSpec]) -> dict[str, str]:
-    """createMetadata, 10 fields per call; returns {full name: why} for those refused."""
-    failed: dict[str, str] = {}
-    for k in range(0, len(specs), PER_CALL):
-        chunk = specs[k : k + PER_CALL]
+def save(md: Any, what: str, components: Mapping[str, Any]) -> dict[str, str]:
+    """createMetadata or updateMetadata of {full name: CustomField}, 10 per call (none for
+    none); returns {full name: why} for those refused."""
+    call = md.CustomField.create if what == "createMetadata" else md.CustomField.update
+    names, failed = list(components), {}
+    for k in range(0, len(names), PER_CALL):
+        chunk = names[k : k + PER_CALL]
         try:
-            soap("createMetadata", md.CustomField.create, [s.component(md) for s in chunk])
+            soap(what, call, [components[n] for n in chunk])
         except ConnectorError:
             raise
         except Exception as exc:  # simple-salesforce lists every failed SaveResult in one text
-            refused = refusals(str(exc), {s.full_name for s in chunk})
+            refused = refusals(str(exc), set(chunk))
             if not refused:
                 raise
             failed.update(refused)

@@ -9,7 +9,8 @@ were left unprocessed); rows of a fully processed job that did not fail are ok.
 Fields (`FIELDS`, renamed with SALESFORCE_SCORE_FIELDS): Health_Score__c, Health_Tier__c,
 Health_Trend_30d__c, Health_Drivers__c (<= 255 chars, a Text Area field),
 Health_Updated_At__c. A failed call (rate limit, 5xx after the client's short retry, a failed
-bulk job) raises, so the outbox keeps its rows; a refused record is a per-row `WriteError`.
+bulk job) raises, so the outbox keeps its rows; a refused record is a per-row `WriteError` (a
+tier the restricted tier picklist lacks says to run `healthbot crm setup`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import ClassVar
 
-from connectors.base import renamed
+from connectors.base import UNKNOWN_TIER, renamed
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.source import build_client
 from health.records import ScoreWrite, WriteError, WriteResult
@@ -39,6 +40,8 @@ FIELDS = {
 TRANSIENT_CODES = frozenset(
     {"UNABLE_TO_LOCK_ROW", "REQUEST_RUNNING_TOO_LONG", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT"}
 )
+# a value outside a restricted picklist: the tier field lacks that tier
+RESTRICTED_PICKLIST = "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
 READ_BACK_CHUNK = 200  # ids per verifying SOQL query (well inside the 100,000-char limit)
 
 
@@ -48,6 +51,8 @@ def field_names(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def write_error(code: str, message: str) -> WriteError:
+    if code == RESTRICTED_PICKLIST:  # the tier is the one picklist written
+        message = f"{message}; {UNKNOWN_TIER}"
     return WriteError(code or "UNKNOWN", message, transient=code in TRANSIENT_CODES)
 
 

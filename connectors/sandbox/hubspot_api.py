@@ -4,7 +4,11 @@ Supports: objects list/get (`archived=true`, `associations=` too), search (filte
 `limit` <= 200, `after` offsets, `total`, the 10,000-result cap: a request whose after+limit
 passes the cap gets HubSpot's 400), batch read (<= 100 inputs, <= 50 with
 `propertiesWithHistory`) and update (200 or 207 with `errors`), properties (GET, POST with 409
-on a duplicate, batch create) and groups, v4 associations batch read (<= 1,000 inputs), owners.
+on a duplicate, batch create, GET and PATCH of one property: `options` replaces the option list)
+and groups, v4 associations batch read (<= 1,000 inputs), owners. A batch update setting an
+enumeration property to a value that is not one of its options fails that company (207) with
+HubSpot's VALIDATION_ERROR "Property values were not valid: [{... "error":"INVALID_OPTION",
+"name":<property> ...}]" (hubspot_properties).
 Bearer auth; error bodies `{status, message, correlationId, category}`; 429 bodies with
 `errorType: RATE_LIMIT` and a `policyName`. Plain HTTP, or HTTPS with `tls=True` (a throwaway
 trustme CA whose PEM is `sandbox.ca_path`).
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 
 import trustme
 
+from connectors.sandbox.hubspot_properties import invalid_options, one_property, with_defaults
 from connectors.sandbox.hubspot_store import HubSpotStore, iso, lastmod_of, ms
 from connectors.sandbox.server import Fault, Request, Response, SandboxServer
 
@@ -34,7 +39,7 @@ RATE_HEADERS = {
     "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
 }
 OBJ = re.compile(r"^/crm/v3/objects/(\w+)(?:/(search|batch/read|batch/update|[^/]+))?/?$")
-PROPS = re.compile(r"^/crm/v3/properties/(\w+)(?:/(groups|batch/create))?/?$")
+PROPS = re.compile(r"^/crm/v3/properties/(\w+)(?:/(groups|batch/create|\w+))?/?$")
 ASSOC_TYPES = [{"category": "HUBSPOT_DEFINED", "typeId": 1, "label": None}]
 ASSOC = re.compile(r"^/crm/v4/associations/(\w+)/(\w+)/batch/read/?$")
 
@@ -183,6 +188,7 @@ class HubSpotRouter:
         for i in inputs:
             oid, props = str(i.get("id")), i.get("properties") or {}
             bad = [p for p in props if known and p not in known]
+            invalid = invalid_options(known, props)
             if oid not in self.store.objects[kind]:
                 errors.append(_err("OBJECT_NOT_FOUND", f"Object {oid} not found", [oid]))
             elif bad:
@@ -193,6 +199,8 @@ class HubSpotRouter:
                         [oid],
                     )
                 )
+            elif invalid:
+                errors.append(_err("VALIDATION_ERROR", invalid, [oid]))
             else:
                 self.applied[oid] += 1
                 done.append(self.store.update(kind, oid, {k: str(v) for k, v in props.items()}))
@@ -239,6 +247,8 @@ class HubSpotRouter:
 
     def props(self, req: Request, kind: str, op: str | None) -> Response:
         defs = self.store.properties.setdefault(kind, {})
+        if op not in (None, "groups", "batch/create"):
+            return one_property(defs, kind, str(op), req)
         if op == "groups":
             if req.method == "POST":
                 return Response(201, {**(req.json() or {}), "archived": False, "displayOrder": -1})
@@ -254,7 +264,12 @@ class HubSpotRouter:
             if p["name"] in defs:
                 dups.append(p["name"])
                 continue
-            defs[p["name"]] = {**p, "createdAt": iso(self.store.now_ms), "archived": False}
+            defs[p["name"]] = {
+                **p,
+                "options": with_defaults(p.get("options") or []),
+                "createdAt": iso(self.store.now_ms),
+                "archived": False,
+            }
             created.append(defs[p["name"]])
         if op != "batch/create":
             if dups:
@@ -399,6 +414,11 @@ class HubSpotSandbox:
     def add_raw(self, kind: str, obj: dict) -> None:
         """Put a record as given (for malformed-record tests)."""
         self.store.objects[kind][str(obj.get("id"))] = obj
+
+    def remove_option(self, kind: str, name: str, value: str) -> None:
+        """A portal whose enumeration property lacks an option (set up before it existed)."""
+        prop = self.store.properties[kind][name]
+        prop["options"] = [o for o in prop.get("options") or [] if o.get("value") != value]
 
     def corrupt_next_search(self) -> None:
         """The next search page's first record comes back with an unparsable timestamp."""

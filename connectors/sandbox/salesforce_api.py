@@ -7,7 +7,8 @@ Endpoints (under /services/data/vXX.X/):
       `query` leaves IsDeleted rows out, `queryAll` keeps them. Child rows of a parent-child
       subquery count toward the batch, as in Salesforce. At most 10 open cursors.
   GET query/{locator}-{offset}          the next page (INVALID_QUERY_LOCATOR when released)
-  GET sobjects/{obj}/describe           fields (name, type, referenceTo, relationshipName)
+  GET sobjects/{obj}/describe           fields (name, type, referenceTo, relationshipName;
+      picklists: picklistValues, restrictedPicklist — salesforce_picklists)
   GET sobjects/{obj}/{id}, PATCH sobjects/{obj}/{id} (204)
   PATCH composite/sobjects              sObject Collections update: <= 200 records, one
       SaveResult per record {id, success, errors[{statusCode, message, fields}]}, allOrNone
@@ -20,7 +21,9 @@ INVALID_SESSION_ID. Faults: rate_limit -> 403 REQUEST_LIMIT_EXCEEDED as Salesfor
 429 + Retry-After when started with rate_limit_status=429), server_error -> 500
 UNKNOWN_EXCEPTION, expired_token -> 401, malformed -> the page's first record loses its Id.
 Bulk API 2.0 ingest (jobs/ingest): salesforce_bulk. Metadata API (POST /services/Soap/m/vXX.X,
-createMetadata / readMetadata of CustomField): salesforce_metadata. Each sandbox has its own
+createMetadata / readMetadata / updateMetadata of CustomField): salesforce_metadata. A value
+outside a restricted picklist fails its record (INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST) in
+every write path. Each sandbox has its own
 schema (`score_fields=False`: an org without the Health_* Account fields; fields created through
 the Metadata API join it). Not emulated: SOAP login, Bulk 2.0 query.
 """
@@ -41,6 +44,7 @@ import trustme
 
 from connectors.sandbox.portfolio import Portfolio
 from connectors.sandbox.salesforce_metadata import METADATA_PATH, metadata_call
+from connectors.sandbox.salesforce_picklists import TIER_FIELD, ValueSet, tier_value_set
 from connectors.sandbox.salesforce_seed import (
     CHILDREN,
     HEALTH_FIELDS,
@@ -92,6 +96,7 @@ class SalesforceSandbox:
         metadata_access: bool = True,
         custom_fields: bool = True,
         without: Iterable[str] = (),
+        tier_values: Iterable[str] | None = None,
     ):
         self.db = seed(portfolio) if portfolio is not None else {o: {} for o in SCHEMA}
         self.schema = {obj: dict(fields) for obj, fields in SCHEMA.items()}  # this org's fields
@@ -110,6 +115,9 @@ class SalesforceSandbox:
             del self.schema[obj][name]
         self.metadata_access = metadata_access  # False: Metadata API calls get INSUFFICIENT_ACCESS
         self.field_metadata: dict[str, dict] = {}  # CustomField definitions by full name
+        self.picklists: dict[tuple[str, str], ValueSet] = {}  # restricted value sets
+        if TIER_FIELD[1] in self.schema[TIER_FIELD[0]]:
+            self.picklists[TIER_FIELD] = tier_value_set(tier_values)
         self.token, self.api_limit, self.version = token, api_limit, version
         self.rate_limit_status = rate_limit_status
         end = portfolio.end if portfolio is not None else datetime.now(UTC).date()
@@ -201,7 +209,7 @@ class SalesforceSandbox:
         if head == "sobjects" and len(parts) >= 2 and parts[1] in SCHEMA:
             obj = parts[1]
             if len(parts) == 3 and parts[2] == "describe" and method == "GET":
-                return Response(200, describe(obj, self.version))
+                return Response(200, describe(obj, self.version, self.picklists))
             if len(parts) == 3 and method == "GET":
                 rec = self.db[obj].get(parts[2])
                 if rec is None or rec["IsDeleted"]:
@@ -291,6 +299,7 @@ def start_salesforce_sandbox(
     metadata_access: bool = True,
     custom_fields: bool = True,
     without: Iterable[str] = (),
+    tier_values: Iterable[str] | None = None,
 ) -> SalesforceSandbox:
     """Seed from `portfolio` and serve on https://127.0.0.1:<port>; `.ca_path` is the CA to
     trust (session.verify / REQUESTS_CA_BUNDLE). `score_fields=False`: Account has none of the
@@ -298,7 +307,9 @@ def start_salesforce_sandbox(
     `custom_fields=False`: an org with Salesforce's standard fields only (no Segment__c,
     ARR__c, CSAT__c, Champion__c, ...); `without`: just these fields missing ("Case.CSAT__c").
     A missing field is absent from describe, and a query naming it gets Salesforce's 400
-    INVALID_FIELD ("No such column 'X' on entity 'Y'. ...")."""
+    INVALID_FIELD ("No such column 'X' on entity 'Y'. ..."). `tier_values`: the restricted
+    Health_Tier__c picklist holds just these (an org set up before a tier was added); by
+    default every tier."""
     sandbox = SalesforceSandbox(
         portfolio,
         token=token,
@@ -308,6 +319,7 @@ def start_salesforce_sandbox(
         metadata_access=metadata_access,
         custom_fields=custom_fields,
         without=without,
+        tier_values=tier_values,
     )
     ctx, sandbox.ca_path = tls_context()
     sandbox.server = SandboxServer(sandbox.route, sandbox.fault_response, ssl_context=ctx).start()

@@ -19,8 +19,9 @@ Under /services/data/vXX.X/jobs/ingest:
   GET    {id}/unprocessedrecords  CSV <uploaded columns> (rows of an aborted job)
   DELETE {id}                     204 (UploadComplete, JobComplete, Aborted or Failed only)
 Row semantics as Salesforce documents for CSV: an empty value leaves the field alone, `#N/A`
-sets null; numbers, booleans (true/false), dates and datetimes are parsed; a bad value or an
-unknown / deleted Id fails that row only ("CODE:message:fields --" in sf__Error). Every change
+sets null; numbers, booleans (true/false), dates and datetimes are parsed; a bad value (one
+outside a restricted picklist too) or an unknown / deleted Id fails that row only
+("CODE:message:fields --" in sf__Error; salesforce_picklists). Every change
 bumps SystemModstamp like the REST updates, so a later sync sees it. Bad requests get
 Salesforce's `[{"errorCode", "message"}]` bodies (INVALIDJOB, INVALIDJOBSTATE, InvalidBatch,
 JSON_PARSER_ERROR, NOT_FOUND).
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from connectors.sandbox.salesforce_picklists import refusal
 from connectors.sandbox.salesforce_seed import SCHEMA, sf_ts
 from connectors.sandbox.server import Request, Response
 
@@ -326,6 +328,9 @@ class BulkJobs:
         if rec["IsDeleted"]:
             raise RowError("ENTITY_IS_DELETED", "entity is deleted")
         fields = {} if op == "delete" else _coerce_all(obj, values)
+        for name, value in fields.items():
+            if bad := refusal(self.sb.picklists, obj, name, value):
+                raise RowError(bad[0], bad[1], tuple(bad[2]))
         self.sb.modify(obj, rid, **fields, **({"IsDeleted": True} if op == "delete" else {}))
         return rid, False
 

@@ -5,6 +5,10 @@
   `{errors: [{fields, message, statusCode}], fullName, success}`. Components are saved one by
   one (no AllOrNoneHeader, the default since API 34.0). A created field joins the sandbox's
   schema at once: describe lists it, queries and writes accept it.
+- updateMetadata(metadata: CustomField[] <= 10) -> SaveResults as createMetadata. The whole
+  definition is sent: a picklist's valueSet replaces the field's value set (values left out are
+  gone), and its writes are checked against the new one at once (salesforce_picklists). A
+  field that does not exist is INVALID_CROSS_REFERENCE_KEY; a change of type is refused.
 - readMetadata(type="CustomField", fullNames[] <= 10) -> `ReadResult {records}`; a name that
   does not exist comes back as an empty record (`<records xsi:type="CustomField"/>`), as
   Salesforce answers.
@@ -28,6 +32,7 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
+from connectors.sandbox.salesforce_picklists import ValueSet
 from connectors.sandbox.server import Request, Response
 
 if TYPE_CHECKING:
@@ -83,8 +88,8 @@ def metadata_call(sb: SalesforceSandbox, req: Request) -> Response:
     call = body[0] if body is not None and len(body) else None
     op = _local(call.tag) if call is not None else ""
     with sb.lock:
-        if op == "createMetadata":
-            return create_metadata(sb, call)
+        if op in ("createMetadata", "updateMetadata"):
+            return save_metadata(sb, call, op)
         if op == "readMetadata":
             return read_metadata(sb, call)
     return fault(
@@ -93,24 +98,27 @@ def metadata_call(sb: SalesforceSandbox, req: Request) -> Response:
     )
 
 
-# --- createMetadata ------------------------------------------------------------------------
+# --- createMetadata / updateMetadata ----------------------------------------------------------
 
 
-def create_metadata(sb: SalesforceSandbox, call: ET.Element) -> Response:
+def save_metadata(sb: SalesforceSandbox, call: ET.Element, op: str) -> Response:
     items = call.findall(f"{{{MD}}}metadata")
     if len(items) > MAX_COMPONENTS:
         return fault(
             "sf:LIMIT_EXCEEDED",
-            f"LIMIT_EXCEEDED: at most {MAX_COMPONENTS} components per createMetadata call",
+            f"LIMIT_EXCEEDED: at most {MAX_COMPONENTS} components per {op} call",
         )
+    check, save = (
+        (check_field, add_field) if op == "createMetadata" else (check_update, update_field)
+    )
     results = []
     for item in items:
         meta = parse_field(item)
-        errors = check_field(sb, meta, item.get(f"{{{XSI}}}type", ""))
+        errors = check(sb, meta, item.get(f"{{{XSI}}}type", ""))
         if not errors:
-            add_field(sb, meta)
+            save(sb, meta)
         results.append(save_result(meta.get("fullName", ""), errors))
-    return envelope(f"<createMetadataResponse>{''.join(results)}</createMetadataResponse>")
+    return envelope(f"<{op}Response>{''.join(results)}</{op}Response>")
 
 
 def parse_field(item: ET.Element) -> dict:
@@ -190,7 +198,37 @@ def check_type(meta: dict) -> list[tuple[str, str, str]]:
 def add_field(sb: SalesforceSandbox, meta: dict) -> None:
     obj, _, name = meta["fullName"].partition(".")
     sb.schema[obj][name] = DESCRIBE_TYPES[meta["type"]]
+    keep_definition(sb, meta)
+
+
+def check_update(sb: SalesforceSandbox, meta: dict, xsi_type: str) -> list[tuple[str, str, str]]:
+    """Why Salesforce would refuse this updateMetadata component: the whole definition is
+    sent (a picklist's value set replaces the one it had)."""
+    if _local(xsi_type.split(":")[-1]) != "CustomField":
+        return [("INVALID_TYPE", f"The sandbox supports CustomField only, not {xsi_type}", "")]
+    known = lookup(sb, meta.get("fullName", ""))
+    if known is None:
+        name = meta.get("fullName", "")
+        return [("INVALID_CROSS_REFERENCE_KEY", f"no CustomField named {name} found", "fullName")]
+    if meta.get("type") != known["type"]:  # Salesforce converts some types; the fake none
+        return [("FIELD_INTEGRITY_EXCEPTION", "the sandbox cannot change a field's type", "type")]
+    if not meta.get("label"):
+        return [("REQUIRED_FIELD_MISSING", "Required field is missing: label", "label")]
+    return check_type(meta)
+
+
+def update_field(sb: SalesforceSandbox, meta: dict) -> None:
+    stored = lookup(sb, meta["fullName"]) or meta  # its name as the org spells it
+    keep_definition(sb, {**meta, "fullName": stored["fullName"]})
+
+
+def keep_definition(sb: SalesforceSandbox, meta: dict) -> None:
+    """Store the definition; a picklist's value set governs the org's writes from now on."""
     sb.field_metadata[meta["fullName"]] = meta
+    if "values" in meta:
+        obj, _, name = meta["fullName"].partition(".")
+        values = [(n, label or n) for n, label in meta["values"]]
+        sb.picklists[(obj, name)] = ValueSet(values, meta.get("restricted") == "true")
 
 
 def save_result(full_name: str, errors: list[tuple[str, str, str]]) -> str:
@@ -230,7 +268,11 @@ def lookup(sb: SalesforceSandbox, full_name: str) -> dict | None:
     for field, ftype in sb.schema.get(obj, {}).items():
         if field.lower() == name.lower() and field.endswith("__c") and isinstance(ftype, str):
             label = field.removesuffix("__c").replace("_", " ")
-            return {"fullName": f"{obj}.{field}", "label": label, "type": METADATA_TYPES[ftype]}
+            meta = {"fullName": f"{obj}.{field}", "label": label, "type": METADATA_TYPES[ftype]}
+            if (value_set := sb.picklists.get((obj, field))) is not None:
+                restricted = "true" if value_set.restricted else "false"
+                meta.update(values=list(value_set.values), restricted=restricted)
+            return meta
     return None
 
 

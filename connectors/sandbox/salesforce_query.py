@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from connectors.sandbox import salesforce_soql as soql
+from connectors.sandbox.salesforce_picklists import refusal
 from connectors.sandbox.salesforce_seed import CHILDREN, SCHEMA, sf_ts
 from connectors.sandbox.server import Request, Response
 
@@ -302,6 +303,9 @@ def update_many(sb: SalesforceSandbox, records: list[dict], *, all_or_none: bool
                             [name],
                         )
                     )
+                    continue
+                if bad := refusal(sb.picklists, obj, name, values[name]):
+                    errors.append(bad)
         results.append(
             {
                 "id": rid if not errors else None,

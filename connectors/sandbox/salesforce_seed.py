@@ -26,6 +26,7 @@ from contextvars import ContextVar
 from datetime import UTC, date, datetime, time, timedelta
 
 from connectors.sandbox.portfolio import Portfolio
+from connectors.sandbox.salesforce_picklists import ValueSet, describe_values
 
 _COMMON = {
     "Id": "id",
@@ -344,10 +345,11 @@ def seed(p: Portfolio) -> dict[str, dict[str, dict]]:
     return db
 
 
-def describe(obj: str, version: str) -> dict:
+def describe(obj: str, version: str, picklists: dict[tuple[str, str], ValueSet]) -> dict:
     fields = []
     for name, ftype in SCHEMA[obj].items():
         ref = ftype if isinstance(ftype, tuple) else None
+        values = describe_values(picklists.get((obj, name))) if ftype == "picklist" else {}
         fields.append(
             {
                 "name": name,
@@ -358,6 +360,7 @@ def describe(obj: str, version: str) -> dict:
                 "updateable": name not in _COMMON and name not in ("IsClosed", "IsWon"),
                 "referenceTo": [ref[1]] if ref else [],
                 "relationshipName": ref[2] if ref else None,
+                **values,
             }
         )
     children = [

@@ -376,10 +376,11 @@ def test_build_source_from_settings(sandbox):
 
 def test_sink_creates_properties_once_and_writes_in_batches_of_100(sandbox):
     sink = HubSpotScoreSink(make_source(sandbox).client)
-    assert len(sink.ensure_properties()) == 5
+    assert len(sink.ensure_properties().created) == 5
     assert sandbox.server.count("POST", "/properties/companies/batch/create") == 1
     sandbox.server.reset_counts()
-    assert sink.ensure_properties() == [] and len(sandbox.server.requests) == 1
+    again = sink.ensure_properties()
+    assert (again.created, again.updated) == ([], {}) and len(sandbox.server.requests) == 1
     assert (
         sink.client.create_properties(
             "companies",
