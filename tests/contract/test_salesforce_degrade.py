@@ -78,7 +78,10 @@ def test_standard_fields_only_reads_every_object_and_reports_what_is_off(engine)
     assert report.stored.errors == 0
 
     scored = rescore(engine, load_model(DEFAULT_MODEL_PATH), day=PORTFOLIO.end)
-    assert scored.scored == len(PORTFOLIO.accounts)
+    churned = {
+        e.external_id for e in PORTFOLIO.accounts if e.churned_on and e.churned_on < PORTFOLIO.end
+    }
+    assert scored.scored == len(PORTFOLIO.accounts) - len(churned) > 0
 
 
 OFF = {  # missing field -> (mapping key, signal it switches off, or None: a value, not a signal)

@@ -31,6 +31,12 @@ PORTFOLIO = generate_portfolio(40, 120, seed=5)
 MODEL = load_model(DEFAULT_MODEL_PATH)
 
 
+def former() -> set[str]:
+    """The sandbox ids of the accounts that churned: former customers when the pipeline scores
+    (every churn in the window is in the past by then)."""
+    return {a.external_id for a in PORTFOLIO.accounts if a.churned_on is not None}
+
+
 def newest_scores(engine) -> dict[str, tuple[str, int, str]]:
     """external id -> (source, rounded score, announced tier) of each account's newest score."""
     with session_scope(engine) as s:
@@ -69,7 +75,9 @@ def test_run_writes_every_score_once_and_a_second_run_writes_nothing(engine):
     with crm_sandboxes(PORTFOLIO) as (sf, hs, settings):
         first = run_once(engine, settings, MODEL)
         scores = newest_scores(engine)
-        assert not first.failed and first.scoring.scored == len(scores) >= 35
+        assert not first.failed and first.scoring.scored == len(scores) >= 30
+        gone = former() | {hs.company_ids[e] for e in former() if e in hs.company_ids}
+        assert gone and gone.isdisjoint(scores)  # a former customer is not scored
         assert {src for src, _, _ in scores.values()} == {"salesforce", "hubspot"}
         for ext, (src, total, tier) in scores.items():  # the CRM shows the newest score
             assert crm_values(sf, hs, ext, src) == (total, tier), ext
@@ -93,7 +101,7 @@ def test_a_rescore_with_the_same_numbers_sends_nothing(pg_engine):
 
         report = score_accounts(pg_engine, settings, MODEL, None)  # same day, same data
         queued = outbox_count(pg_engine)
-        assert queued == report.scored >= 35  # compared with no earlier day: queued again
+        assert queued == report.scored >= 30  # compared with no earlier day: queued again
         sf.server.reset_counts()
         hs.server.reset_counts()
         run = flush_all(pg_engine, settings)
@@ -152,21 +160,22 @@ def _sync_and_score(engine, settings) -> dict:
 
 def test_rate_limits_keep_rows_queued_and_the_retry_sends_each_once(pg_engine):
     with crm_sandboxes(PORTFOLIO) as (sf, hs, settings):
-        _sync_and_score(pg_engine, settings)
+        scores = _sync_and_score(pg_engine, settings)
+        on_hubspot = sum(src == "hubspot" for src, _, _ in scores.values())
         sink = build_sink(settings, "hubspot")
         sink.client.sleep = lambda s: None  # the client's short in-call retry, without waiting
         attempts = sink.client.max_retries + 1  # a whole call's worth of 429s
         hs.server.inject(Fault("rate_limit", path_contains="/batch/update", times=attempts))
         with pytest.raises(TransientConnectorError):
             flush_outbox(pg_engine, sink)
-        assert outbox_count(pg_engine, "hubspot") == 10  # nothing lost
+        assert outbox_count(pg_engine, "hubspot") == on_hubspot >= 5  # nothing lost
         hs.server.reset_counts()
         report = flush_outbox(pg_engine, sink)  # asks first (the write may have landed) ...
         assert hs.server.count("POST", "/companies/batch/read") == 1
-        assert report.acknowledged == 10 and report.verified == 0  # ... it had not: sent now
+        assert report.acknowledged == on_hubspot and report.verified == 0  # ... it had not: sent
         assert outbox_count(pg_engine, "hubspot") == 0
         accepted = [r for r in hs.server.requests if r.path.endswith("/batch/update")][-1]
-        assert len(accepted.json()["inputs"]) == 10
+        assert len(accepted.json()["inputs"]) == on_hubspot
 
 
 def _flush_in_child(settings_dict: dict, url: str) -> None:
@@ -226,7 +235,7 @@ def test_an_older_score_never_replaces_a_newer_one_in_flight(pg_engine):
             claimed, _ = claim(session=s, target="salesforce", limit=5, now=now)
         yesterday = now.date() - timedelta(days=1)
         report = score_accounts(pg_engine, settings, MODEL, None, day=yesterday)  # a late day
-        assert report.scored >= 35
+        assert report.scored >= 30
         queued_day = (
             select(Score.score_date)
             .select_from(OutboxItem)
