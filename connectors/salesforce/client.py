@@ -118,6 +118,9 @@ def _error_text(exc: SalesforceError) -> tuple[str, str]:
     return "", str(content)[:300]
 
 
+ID_CHUNK = 300  # ids per IN (...) list: keeps the GET URL well under Salesforce's 16 KB
+
+
 def map_error(exc: Exception, what: str) -> Exception:
     """simple-salesforce / requests exception -> one of our three connector errors."""
     if isinstance(exc, SalesforceExpiredSession):

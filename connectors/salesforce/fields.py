@@ -6,16 +6,19 @@ Fatal, whatever the mapping: a standard field every org has and the sync cannot 
 (Id, AccountId, SystemModstamp, Account.Name, ...), and, in an admin's own mapping file
 (SALESFORCE_MAPPING), any field it names. Everything else the default mapping names is optional:
 without it only the signals that read it are off, and the standard fallbacks (AnnualRevenue
-after ARR__c, Type and employee bands after Segment__c) carry on.
+after ARR__c, Type and employee bands after Segment__c, primary contact roles after Champion__c,
+EmailBouncedDate after Left_Company__c and Left_Date__c) carry on. The fallback to primary
+contact roles reads OpportunityContactRole (ContactId, IsPrimary, ...): described only when used.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from connectors.salesforce.mapping import SOURCE, FieldMapping
+from connectors.salesforce.mapping import PRIMARY_ROLE, SOURCE, FieldMapping
 from health.records import SwitchedOff
 
+ROLE_FIELDS = ("Id", "ContactId", "IsPrimary", "IsDeleted", "SystemModstamp")  # PRIMARY_ROLE
 EXEC = "the exec_meeting signal (Tasks and Events still count as CSM touches)"
 # (object, mapping key) -> what is off without the field
 EFFECTS: dict[tuple[str, str], str] = {
@@ -35,6 +38,8 @@ EFFECTS: dict[tuple[str, str], str] = {
     ("Task", "activity.executive"): EXEC,
     ("Event", "activity.executive"): EXEC,
     ("Contact", "contact.champion"): "the champion_left signal (Contacts are not read)",
+    ("OpportunityContactRole", "contact.champion"): "the champion_left signal (Contacts are not "
+    "read)",
     ("Contact", "contact.left"): "champions marked as left (only deleted champions count)",
     ("Contact", "contact.left_date"): "departure dates (the Contact's SystemModstamp is used)",
 }
@@ -57,13 +62,17 @@ def mapping_keys(m: FieldMapping) -> dict[tuple[str, str], str]:
                  "case.satisfaction": m.case_satisfaction},
         "Task": {"activity.executive": m.activity_executive},
         "Event": {"activity.executive": m.activity_executive},
-        "Contact": {"contact.champion": m.contact_champion, "contact.left": m.contact_left,
-                    "contact.left_date": m.contact_left_date},
     }  # fmt: skip
     for obj, fields in named.items():
         for key, f in fields.items():
             if f:
                 keys[(obj, f.lower())] = key
+    for key in ("contact.champion", "contact.left", "contact.left_date"):
+        for f in getattr(m, key.replace(".", "_")):
+            keys[("Contact", f.lower())] = key
+    if PRIMARY_ROLE in m.contact_champion:
+        for f in ROLE_FIELDS:
+            keys[("OpportunityContactRole", f.lower())] = "contact.champion"
     return keys
 
 
@@ -74,6 +83,13 @@ def without(m: FieldMapping, obj: str, fld: str, key: str) -> FieldMapping:
         return replace(m, arr_fields=drop(m.arr_fields))
     if key == "account.segment":
         return replace(m, segment_fields=drop(m.segment_fields))
+    if key.startswith("contact."):
+        # a Contact field leaves every contact list; a role field: no primary-role fallback
+        gone = PRIMARY_ROLE.lower() if obj == "OpportunityContactRole" else fld.lower()
+        lists = ("contact_champion", "contact_left", "contact_left_date")
+        return replace(
+            m, **{a: tuple(f for f in getattr(m, a) if f.lower() != gone) for a in lists}
+        )
     if key.startswith("account."):
         return replace(m, account={**m.account, key.removeprefix("account."): None})
     attr = {
@@ -83,9 +99,6 @@ def without(m: FieldMapping, obj: str, fld: str, key: str) -> FieldMapping:
         "case.escalated": "case_escalated",
         "case.satisfaction": "case_satisfaction",
         "activity.executive": "activity_executive",
-        "contact.champion": "contact_champion",
-        "contact.left": "contact_left",
-        "contact.left_date": "contact_left_date",
     }[key]
     return replace(m, **{attr: None})
 
@@ -95,6 +108,18 @@ def _effect(m: FieldMapping, obj: str, key: str) -> str:
         return f"ARR from this field (ARR is read from {', '.join(m.arr_fields)})"
     if key == "account.segment" and not (m.segment_fields or m.account.get("employees")):
         return "account segments (segment-specific tier thresholds do not apply)"
+    if key == "contact.champion" and m.champion == PRIMARY_ROLE:
+        return (
+            "champions from this field (champions are the contacts that are the primary contact "
+            "role on an opportunity: OpportunityContactRole.IsPrimary)"
+        )
+    if key == "contact.left" and m.contact_left:
+        return (
+            f"departures from this field (a champion with {', '.join(m.contact_left)} set, or "
+            "deleted, counts as left)"
+        )
+    if key == "contact.left_date" and m.contact_left_date:
+        return f"departure dates from this field ({', '.join(m.contact_left_date)} is used)"
     return EFFECTS[(obj, key)]
 
 

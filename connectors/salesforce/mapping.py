@@ -17,6 +17,8 @@ from health.records import AccountRecord, AccountRef, ObservationRecord, Outcome
 
 SOURCE = "salesforce"
 SEGMENT_NAMES = ("enterprise", "mid_market", "smb")
+# contact.champion entry meaning "the primary contact role on an opportunity" (no Contact field)
+PRIMARY_ROLE = "OpportunityContactRole.IsPrimary"
 
 
 class MappingError(ValueError):
@@ -26,9 +28,7 @@ class MappingError(ValueError):
 @dataclass(frozen=True)
 class FieldMapping:
     path: str = "default_mapping.yaml"
-    explicit: bool = (
-        False  # the admin's own file (SALESFORCE_MAPPING): every field it names must exist
-    )
+    explicit: bool = False  # the admin's own file (SALESFORCE_MAPPING): all it names must exist
     account: dict[str, Any] = field(default_factory=dict)  # name/website/owner/employees
     arr_fields: tuple[str, ...] = ()  # tried in order: the first with a value is the ARR
     segment_fields: tuple[str, ...] = ()
@@ -46,9 +46,10 @@ class FieldMapping:
     csat_good: tuple[str, ...] = ()
     csat_bad: tuple[str, ...] = ()
     activity_executive: str | None = None
-    contact_champion: str | None = "Champion__c"
-    contact_left: str | None = None
-    contact_left_date: str | None = None
+    # tried in order: the first the org has marks champions (PRIMARY_ROLE: primary contact roles)
+    contact_champion: tuple[str, ...] = ("Champion__c",)
+    contact_left: tuple[str, ...] = ()  # the first with a value: a checked box or a date = left
+    contact_left_date: tuple[str, ...] = ()  # the first with a value (a date or datetime)
 
     def mapped_fields(self) -> dict[str, list[str]]:
         """Object -> fields named by the mapping (what the describe check reports by name)."""
@@ -61,10 +62,14 @@ class FieldMapping:
             ],
             "Task": [self.activity_executive] if self.activity_executive else [],
             "Event": [self.activity_executive] if self.activity_executive else [],
-            "Contact": [
-                f for f in (self.contact_champion, self.contact_left, self.contact_left_date) if f
-            ],
+            "Contact": [f for f in self.contact_champion if f != PRIMARY_ROLE]
+            + [*self.contact_left, *self.contact_left_date],
         }
+
+    @property
+    def champion(self) -> str | None:
+        """What marks a champion: a Contact checkbox, PRIMARY_ROLE, or None (not read)."""
+        return self.contact_champion[0] if self.contact_champion else None
 
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:
@@ -122,9 +127,9 @@ def mapping_from_dict(data: dict, path: str, *, explicit: bool = False) -> Field
         csat_good=tuple(v.lower() for v in _strs(case.get("satisfaction_good"), path)),
         csat_bad=tuple(v.lower() for v in _strs(case.get("satisfaction_bad"), path)),
         activity_executive=activity.get("executive"),
-        contact_champion=contact.get("champion"),
-        contact_left=contact.get("left"),
-        contact_left_date=contact.get("left_date"),
+        contact_champion=_strs(contact.get("champion"), f"{path}: contact.champion"),
+        contact_left=_strs(contact.get("left"), f"{path}: contact.left"),
+        contact_left_date=_strs(contact.get("left_date"), f"{path}: contact.left_date"),
     )
 
 
@@ -367,25 +372,36 @@ def activity_observations(rec: dict, m: FieldMapping) -> list[ObservationRecord]
         return _error(rec, exc)
 
 
+def _first_value(rec: dict, fields: tuple[str, ...]) -> tuple[str | None, Any]:
+    """(field, value) of the first of `fields` with a value in `rec` (None, None: none has)."""
+    return next(((f, v) for f in fields if (v := get_path(rec, f)) is not None), (None, None))
+
+
+def _moment(value: Any, name: str) -> datetime | None:
+    """A datetime field's value, or a date field's at midnight UTC."""
+    if isinstance(value, str) and "T" in value:
+        return parse_datetime(value, name)
+    day = parse_date(value, name)
+    return _midnight(day) if day else None
+
+
 def contact_observations(rec: dict, m: FieldMapping) -> list[ObservationRecord] | RecordError:
-    """A champion flagged as left (or deleted) -> champion_left at the left date."""
+    """A champion who left (checked box or a date in the first `left` field with a value, e.g.
+    EmailBouncedDate) or was deleted -> champion_left at the left date, else SystemModstamp.
+    With PRIMARY_ROLE every Contact passed in is a champion: the query selected them."""
     try:
         _require_id(rec)
         account_id = rec.get("AccountId")
-        champion = m.contact_champion
-        if not account_id or champion is None or get_path(rec, champion) is not True:
+        flag = m.champion
+        if not account_id or flag is None:
             return []
-        left = rec.get("IsDeleted") is True or (
-            m.contact_left is not None and get_path(rec, m.contact_left) is True
-        )
-        if not left:
+        if flag != PRIMARY_ROLE and get_path(rec, flag) is not True:
             return []
-        day = (
-            parse_date(get_path(rec, m.contact_left_date), m.contact_left_date)
-            if m.contact_left_date
-            else None
-        )
-        at = _midnight(day) if day else parse_datetime(rec.get("SystemModstamp"), "SystemModstamp")
+        mark = _first_value(rec, m.contact_left)[1]
+        if not (rec.get("IsDeleted") is True or mark is True or isinstance(mark, str) and mark):
+            return []
+        name, when = _first_value(rec, m.contact_left_date)
+        at = _moment(when, str(name)) or parse_datetime(rec.get("SystemModstamp"), "SystemModstamp")
         if at is None:
             raise Malformed("no date for the departure")
         return [ObservationRecord(AccountRef(crm_id=account_id), "champion_left", at, 1.0, SOURCE)]

@@ -27,10 +27,13 @@ those pages; otherwise only changed cases were read and an aggregate COUNT query
 
 Before any data query every object is described (7 calls) and every selected field checked
 (connectors.salesforce.fields): a field the default mapping names and the org lacks is left out
-of the queries and switches off only what reads it (`switched_off`, reported once per run);
-without a champion flag no Contact query is sent. An org with the standard fields only is read
-at 7 describes + one query per page of Accounts (with their Contracts), Opportunities, Cases,
-Tasks and Events.
+of the queries and switches off only what reads it (`switched_off`, reported once per run), or
+hands over to the standard field the default mapping lists after it. Champions are read by
+connectors.salesforce.champions: without a champion checkbox, as the primary contact roles on
+opportunities (OpportunityContactRole, then described too: 8 calls). A first sync of an org with
+the standard fields only is read at 8 describes + one query per page of Accounts (with their
+Contracts), Opportunities, Cases, Tasks, Events and champion Contacts; an incremental run adds
+the Contract, open-Case COUNT and changed primary roles queries described above and there.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ from pathlib import Path
 from simple_salesforce.format import format_soql
 
 from connectors.base import PermanentConnectorError
+from connectors.salesforce import champions
 from connectors.salesforce import mapping as mp
-from connectors.salesforce.client import SalesforceClient
+from connectors.salesforce.client import ID_CHUNK, SalesforceClient
 from connectors.salesforce.fields import degrade
 from connectors.salesforce.mapping import FieldMapping, MappingError
 from health.records import Batch, RecordError, SwitchedOff
@@ -55,7 +59,6 @@ from health.settings import Settings
 DEFAULT_MAPPING = Path(__file__).with_name("default_mapping.yaml")
 OBJECTS = ("Account", "Contract", "Opportunity", "Case", "Task", "Event", "Contact")
 CONTRACTS = "(SELECT Id, StartDate, EndDate, Status, SystemModstamp FROM Contracts)"
-ID_CHUNK = 300  # ids per IN (...) list: keeps the GET URL well under Salesforce's 16 KB
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
 _ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
 _TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -103,7 +106,8 @@ def select_fields(m: FieldMapping) -> dict[str, list[str]]:
         "Event": ["Id", "AccountId", "StartDateTime", "CreatedDate", "SystemModstamp"],
         "Contact": ["Id", "AccountId", "IsDeleted", "SystemModstamp"],
     }
-    return {obj: _unique(base[obj] + mapped.get(obj, [])) for obj in OBJECTS}
+    fields = {obj: _unique(base[obj] + mapped.get(obj, [])) for obj in OBJECTS}
+    return {**fields, champions.ROLE: ["Id", "ContactId", "SystemModstamp"]}
 
 
 class Watermark:
@@ -113,7 +117,8 @@ class Watermark:
             try:
                 data = json.loads(since)
                 for obj, (ts, rid) in data.items():
-                    if obj not in OBJECTS or not _TS.match(ts) or not _ID.match(rid):
+                    known = obj in OBJECTS or obj == champions.ROLE
+                    if not known or not _TS.match(ts) or not _ID.match(rid):
                         raise ValueError(obj)
                     self.pos[obj] = (ts, rid)
             except (ValueError, TypeError, AttributeError) as exc:
@@ -157,6 +162,8 @@ class SalesforceSource:
                 head = fld.split(".", 1)[0].lower()
                 if not (_FIELD.match(fld) and (head in rels if "." in fld else head in names)):
                     missing.append((obj, fld))
+        if champions.roles_needed(degrade(self.mapping, missing)[0]):  # the champions' fallback
+            missing = champions.missing_role_fields(self.client) + missing
         mapping, self.switched_off, problems = degrade(self.mapping, missing)
         if problems:
             raise PermanentConnectorError(
@@ -214,11 +221,7 @@ class SalesforceSource:
             wm, "Task", mp.activity_observations, include_deleted=False, where=closed
         )
         yield from self._simple(wm, "Event", mp.activity_observations, include_deleted=False)
-        if self.mapping.contact_champion:  # without a champion flag there is nothing to read
-            champ = format_soql("{:literal} = true", self.mapping.contact_champion)
-            yield from self._simple(
-                wm, "Contact", mp.contact_observations, include_deleted=True, where=champ
-            )
+        yield from champions.champion_batches(self, wm)
 
     def _account_batch(self, records: list[dict], batch: Batch, seen: set[str]) -> None:
         for rec in records:

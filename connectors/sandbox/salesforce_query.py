@@ -80,7 +80,7 @@ class _Plan:
             raise soql.SoqlError("INVALID_TYPE", f"sObject type '{q.obj}' is not supported.")
         self.sb, self.q, self.obj = sb, q, q.obj
         res = _Resolver(q.obj)
-        self.pred = soql.compile_where(q.where, res.field)
+        self.pred = soql.compile_where(q.where, res.field, self._subselect)
         self.order = [(res.field(f)[0], d) for f, d in q.order]
         self.group = res.field(q.group_by)[0] if q.group_by else None
         self.selects: list[tuple[str, Any]] = []
@@ -101,6 +101,29 @@ class _Plan:
         self.rows = self._aggregate(rows) if self.group else _sorted(rows, self.order)
         if q.limit is not None:
             self.rows = self.rows[: q.limit]
+
+    def _subselect(self, left: str, ltype: str, sub: soql.Query) -> set:
+        """The values a semi-join's sub-select returns: its live rows, also under queryAll."""
+        if sub.obj not in SCHEMA:
+            raise soql.SoqlError("INVALID_TYPE", f"sObject type '{sub.obj}' is not supported.")
+        res = _Resolver(sub.obj)
+        name, ftype = res.field(sub.fields[0].name)
+        if ftype not in ("id", "reference"):
+            raise soql.SoqlError(
+                "MALFORMED_QUERY",
+                f"semi join sub selects can only query id fields, cannot use: '{name}'",
+            )
+        target = sub.obj if ftype == "id" else SCHEMA[sub.obj][name][1]  # type: ignore[index]
+        wanted = self.obj if ltype == "id" else SCHEMA[self.obj][left][1]  # type: ignore[index]
+        if target != wanted:
+            raise soql.SoqlError(
+                "MALFORMED_QUERY",
+                f"{left} refers to {wanted}, but the semi join sub-select returns "
+                f"{sub.obj}.{name}, which refers to {target}",
+            )
+        pred = soql.compile_where(sub.where, res.field)
+        rows = self.sb.db[sub.obj].values()
+        return {r.get(name) for r in rows if not r["IsDeleted"] and pred(r)} - {None}
 
     def _child(self, sub: soql.Query) -> tuple:
         child = CHILDREN.get(self.obj, {}).get(sub.obj.lower())

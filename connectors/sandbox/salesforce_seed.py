@@ -9,7 +9,11 @@ customer_since, EndDate = renewal_date, Activated); renewals -> Opportunity (Typ
 Amount = ARR after, or at stake when lost; Prior_ARR__c = ARR before); tickets -> Case
 (urgent/high/normal/low -> Critical/High/Medium/Low; solved/closed -> IsClosed with ClosedDate;
 CSAT__c Good/Bad); touches -> Task (call, email; completed) or Event (meeting), flagged
-Executive_Meeting__c; contacts -> Contact (Champion__c, Left_Company__c, Left_Date__c).
+Executive_Meeting__c; contacts -> Contact (Champion__c, Left_Company__c, Left_Date__c; a contact
+who left has a bounced email: EmailBouncedDate = the record's last change). Champions are also
+primary contact roles (OpportunityContactRole, IsPrimary): the account's first champion on its
+first opportunity, a replacement champion on the later ones. Roles are standard: every org has
+them (with Champion__c or not). Deleting a Contact leaves its roles, which keep its ContactId.
 
 Where the story gives only a day (accounts, contracts, opportunities, contacts, users), the
 record's CreatedDate and SystemModstamp are moved back by a fixed pseudo-random 0-8 h (from its
@@ -135,9 +139,19 @@ SCHEMA: dict[str, dict[str, object]] = {
         "LastName": "string",
         "Email": "email",
         "Title": "string",
+        "EmailBouncedDate": "datetime",
+        "EmailBouncedReason": "string",
+        "IsEmailBounced": "boolean",
         "Champion__c": "boolean",
         "Left_Company__c": "boolean",
         "Left_Date__c": "date",
+    },
+    "OpportunityContactRole": {
+        **_COMMON,
+        "OpportunityId": ("reference", "Opportunity", "Opportunity"),
+        "ContactId": ("reference", "Contact", "Contact"),
+        "Role": "picklist",
+        "IsPrimary": "boolean",
     },
 }
 SCHEMA = _Schema(SCHEMA)  # SCHEMA[obj]: the fields of the org serving the request
@@ -159,6 +173,7 @@ PREFIX = {
     "Task": "00T",
     "Event": "00U",
     "Contact": "003",
+    "OpportunityContactRole": "00K",
 }
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _PRIORITY = {"urgent": "Critical", "high": "High", "normal": "Medium", "low": "Low"}
@@ -328,7 +343,7 @@ def seed(p: Portfolio) -> dict[str, dict[str, dict]]:
         first, _, last = c.name.partition(" ")
         created = _at(max(starts[c.account_id], p.start - timedelta(days=30)), 10)
         changed = _at(c.left_on, 11) if c.left_on else created
-        add(
+        rec = add(
             "Contact",
             created,
             changed,
@@ -341,8 +356,42 @@ def seed(p: Portfolio) -> dict[str, dict[str, dict]]:
             Champion__c=c.is_champion,
             Left_Company__c=c.left_on is not None,
             Left_Date__c=c.left_on.isoformat() if c.left_on else None,
+            IsEmailBounced=c.left_on is not None,
         )
+        if c.left_on:  # mail to them bounces from the day they left: the record's last change
+            rec.update(EmailBouncedDate=rec["SystemModstamp"], EmailBouncedReason=BOUNCE)
+    _primary_roles(p, db, add)
     return db
+
+
+BOUNCE = "550 5.1.1 The email account that you tried to reach does not exist"
+
+
+def _primary_roles(p: Portfolio, db: dict[str, dict[str, dict]], add) -> None:
+    """Per account: the first champion is the primary contact role on its first opportunity, a
+    replacement champion on each later one (created with the later of the two records)."""
+    opps: dict[str, list[dict]] = {}
+    for o in sorted(db["Opportunity"].values(), key=lambda o: (o["CloseDate"], o["Id"])):
+        opps.setdefault(o["AccountId"], []).append(o)
+    champions: dict[str, list[dict]] = {}
+    for c in p.contacts:
+        if c.is_champion:
+            champions.setdefault(c.account_id, []).append(db["Contact"][c.external_id])
+    for account, people in champions.items():
+        mine = opps.get(account, [])
+        for contact, targets in zip(people, (mine[:1], mine[1:]), strict=False):
+            for opp in targets:
+                created = max(opp["CreatedDate"], contact["CreatedDate"])
+                at = datetime.strptime(created, "%Y-%m-%dT%H:%M:%S.%f%z")
+                add(
+                    "OpportunityContactRole",
+                    at,
+                    at,
+                    OpportunityId=opp["Id"],
+                    ContactId=contact["Id"],
+                    Role="Decision Maker",
+                    IsPrimary=True,
+                )
 
 
 def describe(obj: str, version: str, picklists: dict[tuple[str, str], ValueSet]) -> dict:

@@ -5,7 +5,15 @@ the fake answers with 400 MALFORMED_QUERY / INVALID_FIELD, as Salesforce would).
     FROM Object
     [WHERE cond]   cond: cond AND cond | cond OR cond | NOT cond | (cond)
                          | field (= != < <= > >=) literal | field [NOT] IN (literal, ...)
+                         | field [NOT] IN (SELECT field FROM Object [WHERE cond])
     [GROUP BY field] [ORDER BY field [ASC|DESC] [, ...]] [LIMIT n]
+
+A semi-join (IN) or anti-join (NOT IN) sub-select follows Salesforce's rules, else 400
+MALFORMED_QUERY: at most two per WHERE (EXCEEDED_MAX_SEMIJOIN_SUBSELECTS), only at the top level
+of the WHERE (not under OR or NOT), no sub-select inside one, one Id or reference field selected
+from another object than the outer one, and the left operand an Id or reference field to the same
+object (checked where the query is bound to the schema). GROUP BY, ORDER BY and LIMIT inside one
+are not emulated (MALFORMED_QUERY). Its rows are the live ones, also under queryAll.
 
 Literals: 'string', number, true/false/null, date 2026-01-01, datetime 2026-01-01T00:00:00Z
 (also .000 / +00:00 / +0000). Like Salesforce, datetimes compare to the second.
@@ -82,6 +90,7 @@ class Query:
     obj: str
     fields: list[Select]
     # ("and"|"or", a, b) | ("not", a) | ("cmp", field, op, value) | ("in", field, values, negate)
+    # | ("semi", field, sub-select Query, negate)
     where: Any = None
     group_by: str | None = None
     order: list[tuple[str, bool]] = field(default_factory=list)  # (field, descending)
@@ -188,6 +197,10 @@ class _Parser:
         negate = self.kw("NOT")
         if self.kw("IN"):
             self.expect("(")
+            if self.peek()[0] == "name" and self.peek()[1].upper() == "SELECT":
+                sub = self.query(nested=True)
+                self.expect(")")
+                return ("semi", name, sub, negate)
             values = [self.expect("lit")]
             while self.peek()[0] == ",":
                 self.i += 1
@@ -201,7 +214,51 @@ class _Parser:
 
 
 def parse(text: str) -> Query:
-    return _Parser(tokenize(text)).query()
+    q = _Parser(tokenize(text)).query()
+    check_joins(q)
+    return q
+
+
+def _malformed(message: str) -> SoqlError:
+    return SoqlError("MALFORMED_QUERY", message)
+
+
+def _joins(cond: Any, under: str = "") -> list[tuple]:
+    """The semi/anti-join nodes of a WHERE; `under`: the OR or NOT above them, if any."""
+    if cond is None or cond[0] in ("cmp", "in"):
+        return []
+    if cond[0] == "semi":
+        if under == "or":
+            raise _malformed("Semi join sub-selects are not allowed with the 'OR' operator")
+        if under == "not":
+            raise _malformed(
+                "Semi join sub-selects are only allowed at the top level WHERE expressions and "
+                "not in nested WHERE expressions."
+            )
+        return [cond]
+    if cond[0] == "not":
+        return _joins(cond[1], under or "not")
+    inner = under or ("or" if cond[0] == "or" else "")
+    return _joins(cond[1], inner) + _joins(cond[2], inner)
+
+
+def check_joins(q: Query) -> None:
+    """Salesforce's rules for semi-join / anti-join sub-selects (see the module docstring)."""
+    found = _joins(q.where)
+    if len(found) > 2:
+        raise SoqlError(
+            "EXCEEDED_MAX_SEMIJOIN_SUBSELECTS",
+            "Maximum of 2 semi join sub-selects are allowed per WHERE clause",
+        )
+    for _, _, sub, _ in found:
+        if _joins(sub.where):
+            raise _malformed("Nesting of semi join sub-selects is not supported")
+        if len(sub.fields) != 1 or sub.fields[0].kind != "field":
+            raise _malformed("semi join sub selects can only query one id field")
+        if sub.obj.lower() == q.obj.lower():
+            raise _malformed("The inner and outer selects should not be on the same object type")
+        if sub.group_by or sub.order or sub.limit is not None:
+            raise _malformed("GROUP BY, ORDER BY and LIMIT in a semi join sub-select: not emulated")
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -247,18 +304,31 @@ _OPS = {
 }
 
 
-def compile_where(cond: Any, resolve) -> Any:
-    """cond -> predicate(record). `resolve(name) -> (canonical field, type)` raises on unknown."""
+def compile_where(cond: Any, resolve, subselect=None) -> Any:
+    """cond -> predicate(record). `resolve(name) -> (canonical field, type)` raises on unknown;
+    `subselect(field, type, Query) -> set of values` answers a semi-join's sub-select."""
     if cond is None:
         return lambda r: True
     kind = cond[0]
     if kind in ("and", "or"):
-        a, b = compile_where(cond[1], resolve), compile_where(cond[2], resolve)
+        a, b = (
+            compile_where(cond[1], resolve, subselect),
+            compile_where(cond[2], resolve, subselect),
+        )
         return (lambda r: a(r) and b(r)) if kind == "and" else (lambda r: a(r) or b(r))
     if kind == "not":
-        a = compile_where(cond[1], resolve)
+        a = compile_where(cond[1], resolve, subselect)
         return lambda r: not a(r)
     fname, ftype = resolve(cond[1])
+    if kind == "semi":
+        if subselect is None:
+            raise _malformed("Nesting of semi join sub-selects is not supported")
+        if ftype not in ("id", "reference"):
+            raise _malformed(
+                f"semi join sub selects can only query id fields, cannot use: '{fname}'"
+            )
+        found, negate = subselect(fname, ftype, cond[2]), cond[3]
+        return lambda r: (r.get(fname) in found) != negate
     if kind == "in":
         values = {_lit(v, ftype, fname) for v in cond[2]}
         negate = cond[3]

@@ -32,12 +32,16 @@ def test_standard_fields_only_reads_every_object_and_reports_what_is_off(engine)
         sb.db["Account"][first]["AnnualRevenue"] = 1_250_000.0  # the standard ARR fallback
         source = make_source(sb)
         report = ingest(engine, source)
-        # 7 describes and 5 single-page streams (Account with its Contracts, Opportunity, Case,
-        # Task, Event): no Contact query, since no field marks a champion
-        assert sb.server.count("GET", "/describe") == 7 and queries(sb) == 5
-        assert report.api_calls == len(sb.server.requests) == 12
-        sent = " ".join(r.arg("q") or "" for r in sb.server.requests)
-        assert "__c" not in sent and " FROM Contact" not in sent
+        # 8 describes (OpportunityContactRole too: the champions' fallback) and 6 single-page
+        # streams (Account with its Contracts, Opportunity, Case, Task, Event, champion Contacts)
+        assert sb.server.count("GET", "/describe") == 8 and queries(sb) == 6
+        assert sb.server.count("GET", "/sobjects/OpportunityContactRole/describe") == 1
+        assert report.api_calls == len(sb.server.requests) == 14
+        sent = [r.arg("q") or "" for r in sb.server.requests]
+        assert not any("__c" in q for q in sent)
+        (contacts,) = [q for q in sent if " FROM Contact " in q]
+        semi_join = "Id IN (SELECT ContactId FROM OpportunityContactRole WHERE IsPrimary = true)"
+        assert f" FROM Contact WHERE {semi_join} ORDER BY" in contacts
 
     assert {s.field: s.key for s in report.switched_off} == {
         "Account.ARR__c": "account.arr",
@@ -52,6 +56,9 @@ def test_standard_fields_only_reads_every_object_and_reports_what_is_off(engine)
     }
     off = {s.field: s for s in report.switched_off}
     assert "csat signal" in off["Case.CSAT__c"].turns_off
+    assert "OpportunityContactRole.IsPrimary" in off["Contact.Champion__c"].turns_off
+    assert "EmailBouncedDate" in off["Contact.Left_Company__c"].turns_off
+    assert "EmailBouncedDate is used" in off["Contact.Left_Date__c"].turns_off
     assert "AnnualRevenue" in off["Account.ARR__c"].turns_off
     assert "SALESFORCE_MAPPING" in off["Case.CSAT__c"].fix
     assert [s["field"] for s in report.as_dict()["switched_off"]] == list(off)
@@ -67,7 +74,16 @@ def test_standard_fields_only_reads_every_object_and_reports_what_is_off(engine)
     assert {ext: seg for ext, seg, _ in accounts} == want  # from the employee bands
     assert {ext: arr for ext, _, arr in accounts if arr is not None} == {first: 1_250_000.0}
     sig = signals(engine)
-    assert {s for s in sig if sig[s]} == ALL_SIGNALS - {"csat", "exec_meeting", "champion_left"}
+    assert {s for s in sig if sig[s]} == ALL_SIGNALS - {"csat", "exec_meeting"}
+    left = rows(
+        engine,
+        "SELECT a.external_id, o.observed_at FROM observation o JOIN account a "
+        "ON a.id = o.account_id WHERE o.signal = 'champion_left'",
+    )  # every champion who left, on the day their email started to bounce
+    assert sorted((acc, str(at)[:10]) for acc, at in left) == sorted(
+        (c.account_id, c.left_on.isoformat()) for c in PORTFOLIO.contacts
+        if c.is_champion and c.left_on
+    )  # fmt: skip
     assert sig["csm_touch"] == len({(v.account_id, v.occurred_at) for v in PORTFOLIO.touches})
     assert sig["escalation"] == len({(t.account_id, t.created_at) for t in PORTFOLIO.tickets
                                      if t.escalated})  # fmt: skip
@@ -91,8 +107,8 @@ OFF = {  # missing field -> (mapping key, signal it switches off, or None: a val
     "Case.CSAT__c": ("case.satisfaction", "csat"),
     "Task.Executive_Meeting__c": ("activity.executive", "exec_meeting"),
     "Event.Executive_Meeting__c": ("activity.executive", "exec_meeting"),
-    "Contact.Champion__c": ("contact.champion", "champion_left"),
-    "Contact.Left_Company__c": ("contact.left", "champion_left"),  # deleted champions only
+    "Contact.Champion__c": ("contact.champion", None),  # primary contact roles instead
+    "Contact.Left_Company__c": ("contact.left", None),  # EmailBouncedDate instead
     "Contact.Left_Date__c": ("contact.left_date", None),
 }
 

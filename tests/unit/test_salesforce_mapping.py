@@ -196,6 +196,46 @@ def test_champion_departures():
     assert mp.contact_observations(deleted, M)[0].observed_at == datetime(
         2026, 8, 16, 9, tzinfo=UTC
     )
+    # the checkbox has a value (false): a bounced email does not override it
+    bounced = {**contact, "Left_Company__c": False, "EmailBouncedDate": "2026-08-01T10:00:00Z"}
+    assert mp.contact_observations(bounced, M) == []
+
+
+def test_champion_departures_with_standard_fields_only():
+    """Champion__c, Left_Company__c and Left_Date__c missing: every Contact read is a primary
+    contact role (the query selected them) and a bounced email is the departure."""
+    m = mapping_without("Champion__c", "Left_Company__c", "Left_Date__c")
+    assert (m.champion, m.contact_left, m.contact_left_date) == (
+        mp.PRIMARY_ROLE,
+        ("EmailBouncedDate",),
+        ("EmailBouncedDate",),
+    )
+    assert m.mapped_fields()["Contact"] == ["EmailBouncedDate", "EmailBouncedDate"]
+    contact = {
+        "attributes": attrs("Contact", "003B"),
+        "Id": "003B",
+        "AccountId": ACC,
+        "IsDeleted": False,
+        "EmailBouncedDate": "2026-08-15T14:30:00.000+0000",
+        "SystemModstamp": "2026-08-16T09:00:00.000+0000",
+    }
+    (left,) = mp.contact_observations(contact, m)
+    assert left.observed_at == datetime(2026, 8, 15, 14, 30, tzinfo=UTC)
+    assert mp.contact_observations({**contact, "EmailBouncedDate": None}, m) == []
+    deleted = {**contact, "EmailBouncedDate": None, "IsDeleted": True}
+    assert mp.contact_observations(deleted, m)[0].observed_at == datetime(
+        2026, 8, 16, 9, tzinfo=UTC
+    )
+    broken = {**contact, "EmailBouncedDate": "15/08/2026 14:30"}
+    assert isinstance(mp.contact_observations(broken, m), RecordError)
+
+
+def mapping_without(*fields: str) -> mp.FieldMapping:
+    from connectors.salesforce.fields import degrade
+
+    m, notices, problems = degrade(M, [("Contact", f) for f in fields])
+    assert problems == [] and len(notices) == len(fields)
+    return m
 
 
 def test_datetimes_and_cursor():
