@@ -1,26 +1,8 @@
 """The Contact stream of the Salesforce source: the champions, read by a champion checkbox or,
 in an org without one, as the contacts that are the primary contact role on an opportunity.
 
-With a checkbox (contact.champion: Champion__c): `SELECT ... FROM Contact WHERE Champion__c =
-true AND SystemModstamp >= <position>` by queryAll (a deleted champion left), one query per page.
-
-Without one (contact.champion falls back to OpportunityContactRole.IsPrimary), still one query
-per page, with a semi-join: `... FROM Contact WHERE Id IN (SELECT ContactId FROM
-OpportunityContactRole WHERE IsPrimary = true) AND SystemModstamp >= <position>`. SOQL allows it:
-the left operand is the Id, the sub-select returns one reference field to Contact, it stands at
-the top level of the WHERE (an AND; never under OR or NOT) and a WHERE holds at most two.
-Salesforce documents that a role may keep the ContactId of a deleted contact, so queryAll
-returns a deleted champion here too.
-
-The incremental caveat: making a contact primary changes an OpportunityContactRole, not the
-Contact's SystemModstamp, and an org that removes the roles of a deleted contact takes it out of
-the semi-join. So an incremental run also reads the primary roles changed since its own position
-(`OpportunityContactRole` in the watermark; queryAll, so a deleted role counts: one query per
-page) and re-reads by Id, ceil(n/300) queries, the Contacts not read already in the run. A first
-sync reads no roles: its semi-join has just read every current champion; the role position
-starts at the newest position the run has saved. Not covered: a champion deleted, together with
-their roles, before the first sync.
-"""
+The queries, the incremental reads of changed roles and the one gap left are in
+docs/connectors.md, "Salesforce: champions and their departures"."""
 
 from __future__ import annotations
 

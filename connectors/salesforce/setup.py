@@ -1,30 +1,8 @@
 """The Account custom fields healthbot writes scores into, created through the Salesforce
 Metadata API (simple-salesforce's `sf.mdapi`: zeep over SOAP).
 
-`ensure_fields(client, specs)`:
-1. describe Account (1 REST call): fields the API user already sees are done, unless the tier
-   picklist lacks a value healthbot writes (its `picklistValues`: an org set up before the
-   "insufficient" tier was added; the picklist is restricted, so such writes fail);
-2. only when some are missing, readMetadata of those (1 SOAP call): a field that exists but is
-   hidden from this user by field-level security is reported, never created twice;
-3. createMetadata of the rest, 10 per call (one call for our five);
-4. only when the tier picklist lacks values, updateMetadata of it (1 SOAP call). It replaces the
-   whole value set, so it sends the values the org has (an admin's own included, their labels
-   kept) followed by the missing ones.
-A second run costs the describe alone. Without the Metadata API permission (INSUFFICIENT_ACCESS)
-nothing is changed: every missing field comes back to be created by hand, described the way
-Setup asks for it (`FieldSpec.setup_screen`), and every missing value to be added by hand
-(`MissingValues.setup_steps`).
-
-Salesforce grants a field created through the Metadata API to no profile: the API user sees it
-only once field-level security allows it (`FLS_STEP` says how). Granting it here would need a
-permission set (createMetadata) and its assignment to the user; this module prints the step.
-
-simple-salesforce builds the zeep client with a requests session of its own (no CA bundle, no
-call count): `metadata_api` hands it a RetryingSession with the client's CA bundle and no
-retries (a SOAP fault is an HTTP 500, and retrying INSUFFICIENT_ACCESS helps nobody). zeep is
-imported here for its fault type, the one vendor import outside client.py.
-"""
+The calls it makes, field-level security and what needs a permission are in
+docs/connectors.md, "Salesforce: creating and updating the score fields"."""
 
 from __future__ import annotations
 

@@ -1,40 +1,7 @@
 """The Salesforce Source: Accounts, Contracts, Opportunities, Cases, Tasks, Events, Contacts.
 
-Watermark (opaque JSON): per object the position of the last record handled,
-`{"Account": ["2026-10-01T12:00:00.000Z", "001..."], "Case": [...], ...}`.
-
-Every stream is `SELECT ... WHERE SystemModstamp >= <position, to the second> ORDER BY
-SystemModstamp, Id`, and records at or before the saved (SystemModstamp, Id) are dropped here.
-SOQL datetime literals have no fractional seconds (YYYY-MM-DDThh:mm:ssZ) and Salesforce compares
-datetimes to the second while it sorts by the millisecond, so a strict `> ts OR (= ts AND Id >
-id)` resume could skip a record of the saved second with a smaller Id and a later millisecond.
-Re-reading the records of the saved second is the incremental check this needs: it costs an
-extra page only when more records than a page share that one second (a mass update).
-
-Contracts are read once. An Account row carries its Contracts as child rows (they count toward
-the 2,000-row page); on a first sync (no Account or Contract position saved) those child rows are
-every Contract, so the Contract position advances from them and no Contract query is sent. Later
-runs query the Contracts changed since and re-read (by Id, with their Contracts) the Accounts of
-those not already read in the run.
-
-One Batch per REST page, its watermark covering that page. Cases are the exception: the
-open_tickets snapshot (open cases for every account whose cases changed, observed at that
-account's newest case SystemModstamp) is emitted in a final batch that is also the only one
-advancing the Case position, so a run killed mid-way re-reads its cases rather than lose a
-snapshot, and a rerun yields exactly the rows an uninterrupted run would. Without a saved Case
-position every Case (deleted and closed ones too) was just read, so the counts are tallied from
-those pages; otherwise only changed cases were read and an aggregate COUNT query supplies them.
-
-Before any data query every object is described (7 calls) and every selected field checked
-(connectors.salesforce.fields): a field the default mapping names and the org lacks is left out
-of the queries and switches off only what reads it (`switched_off`, reported once per run), or
-hands over to the standard field the default mapping lists after it. Champions are read by
-connectors.salesforce.champions: without a champion checkbox, as the primary contact roles on
-opportunities (OpportunityContactRole, then described too: 8 calls). A first sync of an org with
-the standard fields only is read at 8 describes + one query per page of Accounts (with their
-Contracts), Opportunities, Cases, Tasks, Events and champion Contacts; an incremental run adds
-the Contract, open-Case COUNT and changed primary roles queries described above and there.
-"""
+The design notes (what is read in which order, calls per run, the watermark, deletions)
+are in docs/connectors.md, "Salesforce: the source"."""
 
 from __future__ import annotations
 
