@@ -15,8 +15,6 @@ from rich.console import Console
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 from sqlalchemy import select
 
-from cli.crm import show_setup
-from cli.errors import UserError
 from cli.writeback import show_status
 from connectors.base import PermanentConnectorError
 from connectors.hubspot.sink import HubSpotScoreSink
@@ -40,6 +38,7 @@ from health.repo import store_batch
 from health.rescore import rescore
 from health.scoring.model import load_model
 from health.settings import DEFAULT_MODEL_PATH, Settings
+from tests.contract.test_crm_setup import shown
 from workers.crm_setup import ManualValues, setup_crm
 from workers.doctor import check_score_fields
 from workers.writeback import flush_outbox
@@ -112,15 +111,6 @@ def status_text(engine) -> str:
     console = Console(file=io.StringIO(), width=400, soft_wrap=True)  # a line a row
     show_status(engine, console)
     return console.file.getvalue()
-
-
-def shown(results) -> tuple[str, UserError | None]:
-    console = Console(file=io.StringIO(), width=400)
-    try:
-        show_setup(results, console)
-    except UserError as exc:
-        return console.file.getvalue(), exc
-    return console.file.getvalue(), None
 
 
 def one_line(text: str, *parts: str) -> bool:
