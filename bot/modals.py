@@ -78,12 +78,12 @@ def register(app: App, ctx: BotContext) -> None:
         with session_scope(ctx.engine) as session:
             record_sentiment(session=session, account_id=account_id, entry=entry, author=user,
                              now=now)  # fmt: skip
-        rescore(ctx.engine, ctx.model, day=now.date(), account_ids=[account_id],
-                targets=ctx.crm_targets)  # fmt: skip
+        report = rescore(ctx.engine, ctx.model, day=now.date(), account_ids=[account_id],
+                         targets=ctx.crm_targets)  # fmt: skip
         with session_scope(ctx.engine) as session:
             name = session.get(Account, account_id).name
             score = scores_as_of(session=session, ids=[account_id], lo=None, hi=None)
         text = f"Logged {entry.rating}/5 for {views.esc(name)}."
-        if account_id in score:
+        if report.scored and account_id in score:  # a former customer is not scored any more
             text += f" Its score is now {score[account_id].total:.0f}."
         client.chat_postMessage(channel=user, text=text)
