@@ -6,7 +6,7 @@ import difflib
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from health.identity import records_of
@@ -150,34 +150,55 @@ def history_gap(*, session: Session, account_id: int, first_score: date) -> str 
     )
 
 
+HISTORY_DAYS = 90  # daily totals a brief's sparkline and history_gap look at
+# Built once (composing a statement costs more Python than running it). The newest score is
+# read whole; the older ones' totals only: whole rows would parse every day's breakdown.
+_LATEST = (
+    select(Score)
+    .where(Score.account_id == bindparam("account_id"))
+    .order_by(Score.score_date.desc())
+    .limit(1)
+)
+_HISTORY = (
+    select(Score.score_date, Score.total)
+    .where(Score.account_id == bindparam("account_id"))
+    .order_by(Score.score_date.desc())
+    .limit(HISTORY_DAYS)
+)
+_CHANGES = (
+    select(ScoreChange)
+    .where(ScoreChange.account_id == bindparam("account_id"), ScoreChange.tier_announced)
+    .order_by(ScoreChange.changed_at.desc())
+    .limit(5)
+)
+_OUTCOMES = (
+    select(Outcome)
+    .where(Outcome.account_id == bindparam("account_id"))
+    .order_by(Outcome.occurred_on.desc())
+)
+
+
 def account_brief(*, session: Session, account: Account, model: ScoringModel) -> Brief | None:
-    scores = (
-        session.exec(
-            select(Score)
-            .where(Score.account_id == account.id)
-            .order_by(Score.score_date.desc())
-            .limit(90)
-        )
-        .scalars()
-        .all()
-    )
-    if not scores:
+    """One account's brief, in a fixed number of statements whatever its history."""
+    key = {"account_id": account.id}
+    s = session.execute(_LATEST, key).scalars().first()
+    if s is None:
         return None
-    s = scores[0]
+    history = session.execute(_HISTORY, key).all()  # newest first
     labels = {
         k: (c.label, {mk: (m.label, m.format) for mk, m in c.metrics.items()})
         for k, c in model.components.items()
     }
     components = []
-    for key, comp in (s.components or {}).items():
-        label, metric_labels = labels.get(key, (key, {}))
+    for key_, comp in (s.components or {}).items():
+        label, metric_labels = labels.get(key_, (key_, {}))
         metrics = []
         for mk, v in comp.get("metrics", {}).items():
             mlabel, fmt = metric_labels.get(mk, (mk, "number"))
             metrics.append((mlabel, fmt, v[0], v[1]))
         components.append(
             ComponentView(
-                key,
+                key_,
                 label,
                 comp.get("score"),
                 comp.get("share", 0.0),
@@ -186,25 +207,8 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
                 metrics,
             )
         )
-    changes = (
-        session.exec(
-            select(ScoreChange)
-            .where(ScoreChange.account_id == account.id, ScoreChange.tier_announced)
-            .order_by(ScoreChange.changed_at.desc())
-            .limit(5)
-        )
-        .scalars()
-        .all()
-    )
-    outcomes = (
-        session.exec(
-            select(Outcome)
-            .where(Outcome.account_id == account.id)
-            .order_by(Outcome.occurred_on.desc())
-        )
-        .scalars()
-        .all()
-    )
+    changes = session.execute(_CHANGES, key).scalars().all()
+    outcomes = session.execute(_OUTCOMES, key).scalars().all()
     return Brief(
         line=account_line(account, s),
         announced_tier=s.announced_tier,
@@ -215,7 +219,7 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
         renewal_date=account.renewal_date,
         customer_since=account.customer_since,
         components=components,
-        history=[x.total for x in reversed(scores)],
+        history=[total for _, total in reversed(history)],
         changes=[
             {
                 "on": c.changed_at.date().isoformat(),
@@ -234,9 +238,7 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
             {"source": r.source, "id": r.external_id, "linked_by": r.linked_by, "name": r.name}
             for r in records_of(session=session, account_ids=[account.id]).get(account.id, [])
         ],
-        history_gap=history_gap(
-            session=session, account_id=account.id, first_score=scores[-1].score_date
-        )
-        if len(scores) < 90
+        history_gap=history_gap(session=session, account_id=account.id, first_score=history[-1][0])
+        if len(history) < HISTORY_DAYS
         else None,
     )
