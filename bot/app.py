@@ -24,6 +24,14 @@ LISTENER_THREADS = 64
 DB_POOL = 20
 
 
+def check_settings(settings: Settings) -> None:
+    """SlackNotConfigured, saying what to set, when the app cannot start."""
+    if settings.slack_signing_secret is None:
+        raise SlackNotConfigured("set SLACK_SIGNING_SECRET (Basic Information → Signing Secret)")
+    if settings.slack_bot_token is None:
+        raise SlackNotConfigured("set SLACK_BOT_TOKEN (the app's xoxb- bot token)")
+
+
 def build_app(
     settings: Settings,
     *,
@@ -32,7 +40,7 @@ def build_app(
     model: ScoringModel | None = None,
 ) -> App:
     if settings.slack_signing_secret is None:
-        raise SlackNotConfigured("set SLACK_SIGNING_SECRET (Basic Information → Signing Secret)")
+        check_settings(settings)
     app = App(
         client=client or web_client(settings),
         signing_secret=settings.slack_signing_secret.get_secret_value(),
