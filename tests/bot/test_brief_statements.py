@@ -109,3 +109,17 @@ def test_an_exact_name_domain_or_crm_id_wins_over_longer_names_that_contain_it(e
 def replace_fields(account: Account, **changes) -> dict:
     fields = {k: v for k, v in account.model_dump().items() if k != "id"}
     return fields | changes
+
+
+def test_no_match_suggests_the_closest_names(engine):
+    seed(engine, n_accounts=12, days=5)
+    with session_scope(engine) as s:
+        first = s.exec(select(Account).where(Account.name == "Account 3")).scalars().one()
+        s.add(Account(**replace_fields(first, external_id="ACME", name="Acme", domain=None)))
+    ctx = BotContext(engine=engine, model=MODEL)
+    # trigram candidates on PostgreSQL, every name on SQLite: the same suggestions
+    missing = answer(ctx, "Acount 11", "U1", None)["blocks"][0]["text"]["text"]
+    assert missing.startswith("No account matches *Acount 11*. Did you mean *Account 11*, ")
+    # a swap of two letters leaves too few trigrams in common (0.11 < 0.3): every name
+    swapped = answer(ctx, "Amce", "U1", None)["blocks"][0]["text"]["text"]
+    assert swapped == "No account matches *Amce*. Did you mean *Acme*?"
