@@ -1,6 +1,7 @@
 """Benchmark `/health` end to end: signed request -> HTTP 200 ack -> answer on the response_url.
 
     python bench/slack.py [--requests N] [--concurrency C] [--warmup W] [--url ADMIN_URL]
+                          [--app-process [--workers P]] [--rate R]
 
 Runs on the database `bench/score.py --keep` leaves (100,000 accounts; built first, and kept,
 when missing). The fake Slack and the app (threaded HTTP server, Bolt) run in this process; C
@@ -11,10 +12,11 @@ calls are wrapped to time its stages (exclusive): queue = sent -> listener start
 the HTTP ack until then), lookup = resolve_account, read = brief_message less Block Kit, blocks
 = bot.views, other = the rest of answer(), post = answer returned -> arrival.
 With --app-process the app runs as the product does, in its own process (`python -m bot`,
-the Procfile's web), so it shares no interpreter with the fake Slack and the callers; only ack
-and total are timed then. By default each caller sends its next command as soon as the last is
-answered (a closed loop: it measures the app saturated); --rate R sends R commands a second in
-all, on a fixed schedule (an open loop: the latency people see at that rate).
+the Procfile's web; --workers P: P processes, WEB_CONCURRENCY), so it shares no interpreter
+with the fake Slack and the callers; only ack and total are timed then. By default each caller
+sends its next command as soon as the last is answered (a closed loop: it measures the app
+saturated); --rate R sends R commands a second in all, on a fixed schedule (an open loop: the
+latency people see at that rate).
 Progress on stderr; the last stdout line is JSON.
 """
 
@@ -204,14 +206,16 @@ class _Process:
         self.proc.wait(10)
 
 
-def app_process(settings: Settings, database_url: str) -> tuple[_Process, str]:
-    """`python -m bot` on a free port, configured like `settings`; waits until it listens."""
+def app_process(settings: Settings, database_url: str, workers: int) -> tuple[_Process, str]:
+    """`python -m bot` on a free port, configured like `settings`, answering in `workers`
+    processes (WEB_CONCURRENCY); waits until it listens."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port)}
+    env["WEB_CONCURRENCY"] = str(workers)
     env |= {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET}
     env |= {"SLACK_API_URL": settings.slack_api_url, "SALESFORCE_INSTANCE_URL": "https://x.test"}
     proc = subprocess.Popen([sys.executable, "-m", "bot"], env=env, stderr=subprocess.DEVNULL)
@@ -240,6 +244,7 @@ def main() -> None:
     ap.add_argument("--url", default=score.ADMIN_URL, help="admin URL of the server to use")
     ap.add_argument("--db", default=score.DB)
     ap.add_argument("--app-process", action="store_true", help="the app in its own process")
+    ap.add_argument("--workers", type=int, default=1, help="--app-process: its processes")
     ap.add_argument("--rate", type=float, help="commands per second in all (an open loop)")
     args = ap.parse_args()
     url = make_url(args.url).set(database=args.db).render_as_string(hide_password=False)
@@ -257,7 +262,7 @@ def main() -> None:
             salesforce_instance_url="https://x.test",
         )
         if args.app_process:
-            server, target = app_process(settings, url)
+            server, target = app_process(settings, url, args.workers)
         else:
             app = build_app(settings, engine=engine, model=load_model(DEFAULT_MODEL_PATH))
             server = make_server(app, "127.0.0.1", 0)
@@ -287,7 +292,9 @@ def main() -> None:
         say(f"{s:7} {pct(xs, 0.5):8.1f} {pct(xs, 0.99):8.1f} | {slow_ms:8.1f}")
     totals, acks = [r["total"] for r in results], [r["ack"] for r in results]
     result = {"accounts": args.accounts, "requests": len(jobs), "concurrency": args.concurrency}
-    result["app"] = "own process" if args.app_process else "this process (stages timed)"
+    result["app"] = "this process (stages timed)"
+    if args.app_process:
+        result["app"] = f"own process{'es' if args.workers > 1 else ''} ({args.workers})"
     result["rate"] = args.rate or "closed loop"
     result |= {"p50_ms": pct(totals, 0.5), "p99_ms": pct(totals, 0.99), "max_ms": pct(totals, 1)}
     result |= {"ack_p99_ms": pct(acks, 0.99), "errors": len(errors)}

@@ -10,7 +10,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
-from bot import actions, commands, home, modals, tasks
+from bot import actions, commands, home, modals, responses, tasks
 from bot.context import BotContext
 from bot.delivery import SlackNotConfigured, web_client
 from health.db import get_engine
@@ -19,6 +19,17 @@ from health.settings import Settings
 
 log = logging.getLogger(__name__)
 LISTENER_THREADS = 64
+# database connections kept open: a burst of commands (20 at once in bench/slack.py) answers
+# on open connections; SQLAlchemy's default of 5 closed and reopened the rest for each command
+DB_POOL = 20
+
+
+def check_settings(settings: Settings) -> None:
+    """SlackNotConfigured, saying what to set, when the app cannot start."""
+    if settings.slack_signing_secret is None:
+        raise SlackNotConfigured("set SLACK_SIGNING_SECRET (Basic Information → Signing Secret)")
+    if settings.slack_bot_token is None:
+        raise SlackNotConfigured("set SLACK_BOT_TOKEN (the app's xoxb- bot token)")
 
 
 def build_app(
@@ -29,7 +40,7 @@ def build_app(
     model: ScoringModel | None = None,
 ) -> App:
     if settings.slack_signing_secret is None:
-        raise SlackNotConfigured("set SLACK_SIGNING_SECRET (Basic Information → Signing Secret)")
+        check_settings(settings)
     app = App(
         client=client or web_client(settings),
         signing_secret=settings.slack_signing_secret.get_secret_value(),
@@ -41,7 +52,7 @@ def build_app(
         ),
     )
     ctx = BotContext(
-        engine=engine or get_engine(settings.database_url),
+        engine=engine or get_engine(settings.database_url, pool_size=DB_POOL),
         model=model
         or load_model(settings.healthbot_model, min_confidence=settings.healthbot_min_confidence),
         salesforce_url=settings.salesforce_instance_url,
@@ -50,6 +61,7 @@ def build_app(
         viewers=tuple(settings.slack_brief_viewers),
     )
     home.register(app, ctx)  # first: its middleware drops replayed events
+    responses.register(app, pool=LISTENER_THREADS)
     commands.register(app, ctx)
     actions.register(app, ctx)
     modals.register(app, ctx)

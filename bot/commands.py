@@ -9,6 +9,7 @@ import logging
 from datetime import UTC, datetime
 
 from slack_bolt import App
+from sqlmodel import Session
 
 from bot import task_views, views
 from bot.access import NOT_ALLOWED, may_see_briefs
@@ -22,18 +23,22 @@ from playbooks import notices
 log = logging.getLogger(__name__)
 
 
-def brief_message(ctx: BotContext, account_id: int) -> dict:
-    """The brief of one account as a message (blocks + fallback text)."""
+def brief_message(ctx: BotContext, account_id: int, *, session: Session | None = None) -> dict:
+    """The brief of one account as a message (blocks + fallback text); read in `session`
+    when given (the one that just found the account: it is read again from its identity
+    map, without a query), else in a transaction of its own."""
+    if session is None:
+        with session_scope(ctx.engine) as session:
+            return brief_message(ctx, account_id, session=session)
     now = datetime.now(UTC)
-    with session_scope(ctx.engine) as session:
-        account = session.get(Account, account_id)
-        if account is None or account.deleted_at is not None:  # merged or gone since
-            return _said("That account is no longer there (linked into another, or deleted).")
-        brief = account_brief(session=session, account=account, model=ctx.model)
-        fresh = freshness(session=session)
-        tasks = notices.open_for_account(session, account_id)
+    account = session.get(Account, account_id)
+    if account is None or account.deleted_at is not None:  # merged or gone since
+        return _said("That account is no longer there (linked into another, or deleted).")
+    brief = account_brief(session=session, account=account, model=ctx.model)
     if brief is None:
         return _said(f"*{views.esc(account.name)}* has no score yet: no signal has come in.")
+    fresh = freshness(session=session)
+    tasks = notices.open_for_account(session, account_id)
     blocks = views.brief_blocks(
         brief,
         today=now.date(),
@@ -62,7 +67,7 @@ def answer(ctx: BotContext, text: str, user_id: str, client) -> dict:
             lines = book(session=session, owner=email.lower())
         blocks = views.book_blocks(email or "you", lines)
         return {"text": f"Your book: {len(lines)} accounts", "blocks": views.as_dicts(blocks)}
-    with session_scope(ctx.engine) as session:
+    with session_scope(ctx.engine) as session:  # one transaction: lookup and brief
         try:
             account = resolve_account(session=session, query=query)
         except AccountLookupError as exc:
@@ -72,8 +77,7 @@ def answer(ctx: BotContext, text: str, user_id: str, client) -> dict:
             else:
                 blocks = views.not_found_blocks(query, nearest_names(session=session, name=query))
             return {"text": str(exc), "blocks": views.as_dicts(blocks)}
-        account_id = account.id
-    return brief_message(ctx, account_id)
+        return brief_message(ctx, account.id, session=session)
 
 
 def register(app: App, ctx: BotContext) -> None:

@@ -255,16 +255,27 @@ def accounts_unlink(
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port")] = 3000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="processes answering HTTP on PORT (default: $WEB_CONCURRENCY, else 1); "
+            "one per core lets a burst of commands use every core",
+        ),
+    ] = None,
 ) -> None:
     """Run the Slack app: HTTP on PORT at /slack/events, or Socket Mode when SLACK_APP_TOKEN
     is set (no public URL needed). Needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET."""
+    from bot.__main__ import BadWorkers
     from bot.__main__ import main as serve_slack
     from bot.delivery import SlackNotConfigured
 
     try:
-        serve_slack(port)
+        serve_slack(port, workers)
     except SlackNotConfigured as exc:
         raise UserError(f"Slack is not configured: {exc}") from None
+    except BadWorkers as exc:
+        raise UserError(str(exc)) from None
 
 
 @app.command("import")

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from health import customers
@@ -128,9 +129,30 @@ def book(*, session: Session, owner: str) -> list[AccountLine]:
     return sorted(lines, key=lambda x: (WORST_FIRST.index(x.tier), x.total))
 
 
+SIMILAR_CANDIDATES = 200
+_SIMILAR = (  # pg_trgm: names sharing enough trigrams (similarity >= 0.3), the closest first
+    select(Account.name)
+    .where(Account.deleted_at.is_(None), func.lower(Account.name).op("%")(bindparam("q")))
+    .order_by(func.similarity(func.lower(Account.name), bindparam("q")).desc())
+    .limit(SIMILAR_CANDIDATES)
+)
+
+
 def nearest_names(*, session: Session, name: str, n: int = 3) -> list[str]:
-    """The account names closest to `name` (for "did you mean"), by similarity."""
-    names = session.execute(select(Account.name).where(Account.deleted_at.is_(None))).scalars()
+    """The account names closest to `name` (for "did you mean"), by difflib's similarity.
+    On PostgreSQL it weighs the 200 names closest by trigrams (pg_trgm, in the server), not
+    every name: difflib over 100,000 names held the interpreter for a second, stalling every
+    other command of the process. No trigram candidate (or no pg_trgm): every name."""
+    names: Sequence[str] = ()
+    if session.get_bind().dialect.name == "postgresql":
+        try:
+            with session.begin_nested():  # without pg_trgm the statement fails: roll it back
+                names = session.execute(_SIMILAR, {"q": name.strip().lower()}).scalars().all()
+        except DBAPIError:
+            names = ()
+    if not names:
+        q = select(Account.name).where(Account.deleted_at.is_(None))
+        names = session.execute(q).scalars().all()
     return difflib.get_close_matches(name, list(names), n=n, cutoff=0.5)
 
 
@@ -156,34 +178,55 @@ def history_gap(*, session: Session, account_id: int, first_score: date) -> str 
     )
 
 
+HISTORY_DAYS = 90  # daily totals a brief's sparkline and history_gap look at
+# Built once (composing a statement costs more Python than running it). The newest score is
+# read whole; the older ones' totals only: whole rows would parse every day's breakdown.
+_LATEST = (
+    select(Score)
+    .where(Score.account_id == bindparam("account_id"))
+    .order_by(Score.score_date.desc())
+    .limit(1)
+)
+_HISTORY = (
+    select(Score.score_date, Score.total)
+    .where(Score.account_id == bindparam("account_id"))
+    .order_by(Score.score_date.desc())
+    .limit(HISTORY_DAYS)
+)
+_CHANGES = (
+    select(ScoreChange)
+    .where(ScoreChange.account_id == bindparam("account_id"), ScoreChange.tier_announced)
+    .order_by(ScoreChange.changed_at.desc())
+    .limit(5)
+)
+_OUTCOMES = (
+    select(Outcome)
+    .where(Outcome.account_id == bindparam("account_id"))
+    .order_by(Outcome.occurred_on.desc())
+)
+
+
 def account_brief(*, session: Session, account: Account, model: ScoringModel) -> Brief | None:
-    scores = (
-        session.exec(
-            select(Score)
-            .where(Score.account_id == account.id)
-            .order_by(Score.score_date.desc())
-            .limit(90)
-        )
-        .scalars()
-        .all()
-    )
-    if not scores:
+    """One account's brief, in a fixed number of statements whatever its history."""
+    key = {"account_id": account.id}
+    s = session.execute(_LATEST, key).scalars().first()
+    if s is None:
         return None
-    s = scores[0]
+    history = session.execute(_HISTORY, key).all()  # newest first
     labels = {
         k: (c.label, {mk: (m.label, m.format) for mk, m in c.metrics.items()})
         for k, c in model.components.items()
     }
     components = []
-    for key, comp in (s.components or {}).items():
-        label, metric_labels = labels.get(key, (key, {}))
+    for key_, comp in (s.components or {}).items():
+        label, metric_labels = labels.get(key_, (key_, {}))
         metrics = []
         for mk, v in comp.get("metrics", {}).items():
             mlabel, fmt = metric_labels.get(mk, (mk, "number"))
             metrics.append((mlabel, fmt, v[0], v[1]))
         components.append(
             ComponentView(
-                key,
+                key_,
                 label,
                 comp.get("score"),
                 comp.get("share", 0.0),
@@ -192,25 +235,8 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
                 metrics,
             )
         )
-    changes = (
-        session.exec(
-            select(ScoreChange)
-            .where(ScoreChange.account_id == account.id, ScoreChange.tier_announced)
-            .order_by(ScoreChange.changed_at.desc())
-            .limit(5)
-        )
-        .scalars()
-        .all()
-    )
-    outcomes = (
-        session.exec(
-            select(Outcome)
-            .where(Outcome.account_id == account.id)
-            .order_by(Outcome.occurred_on.desc())
-        )
-        .scalars()
-        .all()
-    )
+    changes = session.execute(_CHANGES, key).scalars().all()
+    outcomes = session.execute(_OUTCOMES, key).scalars().all()
     return Brief(
         line=account_line(account, s),
         announced_tier=s.announced_tier,
@@ -221,7 +247,7 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
         renewal_date=account.renewal_date,
         customer_since=account.customer_since,
         components=components,
-        history=[x.total for x in reversed(scores)],
+        history=[total for _, total in reversed(history)],
         changes=[
             {
                 "on": c.changed_at.date().isoformat(),
@@ -240,10 +266,8 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
             {"source": r.source, "id": r.external_id, "linked_by": r.linked_by, "name": r.name}
             for r in records_of(session=session, account_ids=[account.id]).get(account.id, [])
         ],
-        history_gap=history_gap(
-            session=session, account_id=account.id, first_score=scores[-1].score_date
-        )
-        if len(scores) < 90
+        history_gap=history_gap(session=session, account_id=account.id, first_score=history[-1][0])
+        if len(history) < HISTORY_DAYS
         else None,
         churned_on=churned_on(account, outcomes),
     )

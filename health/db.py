@@ -26,7 +26,10 @@ def json_dumps(obj: object) -> str:
     return orjson.dumps(obj).decode()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """`pool_size`: connections kept open for reuse (PostgreSQL), as many as the threads that
+    use the engine at once: past it, each extra connection is opened and closed per use (a
+    new server process each time), up to 10 more."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url.removeprefix("postgres://")
     if url.startswith("postgresql://"):
@@ -41,13 +44,17 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
-        url, pool_pre_ping=True, json_serializer=json_dumps, json_deserializer=orjson.loads
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        json_serializer=json_dumps,
+        json_deserializer=orjson.loads,
     )
 
 
 @lru_cache
-def get_engine(url: str) -> Engine:
-    return make_engine(url)
+def get_engine(url: str, *, pool_size: int = 5) -> Engine:
+    return make_engine(url, pool_size=pool_size)
 
 
 @contextmanager

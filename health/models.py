@@ -45,6 +45,9 @@ class Account(SQLModel, table=True):
     CRM's record wins where they disagree, the others fill gaps. `source` / `external_id`
     name that leading record (a label: records are unique in CrmRecord)."""
 
+    # `/health acme corp` finds "Acme Corp" by equality, not a trigram scan (migration 0012)
+    __table_args__ = (Index("ix_account_name_lower", text("lower(name)")),)
+
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=32)  # the leading record's system: salesforce, hubspot, ...
     external_id: str = Field(max_length=64)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Integer, bindparam, func, or_, select, text, union
+from sqlalchemy import JSON, Integer, bindparam, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, SQLModel
@@ -270,43 +270,6 @@ def set_watermark(
     if report is not None:
         state.last_report = report
     session.add(state)
-
-
-def find_accounts(*, session: Session, query: str, limit: int = 8) -> list[Account]:
-    """Accounts whose name or domain, or any linked record's, matches `query`, best first
-    (exact, prefix, substring). Each part is its own indexed lookup (trigram indexes on
-    PostgreSQL), unioned, so no lookup scans every account."""
-    q = query.strip().lower()
-    if not q:
-        return []
-    pattern = f"%{q}%"
-    matching = union(
-        select(Account.id).where(func.lower(Account.name).like(pattern)),
-        select(Account.id).where(func.lower(Account.domain).like(pattern)),
-        select(CrmRecord.account_id).where(CrmRecord.external_id == query.strip()),
-        select(CrmRecord.account_id).where(func.lower(CrmRecord.name).like(pattern)),
-        select(CrmRecord.account_id).where(func.lower(CrmRecord.domain).like(pattern)),
-    ).subquery()
-    rows = (
-        session.exec(
-            select(Account)
-            .where(Account.deleted_at.is_(None))
-            .where(Account.id.in_(select(matching.c.id)))
-            .limit(200)
-        )
-        .scalars()
-        .all()
-    )
-
-    def rank(a: Account) -> tuple[int, str]:
-        name, dom = a.name.lower(), (a.domain or "")
-        if q in (name, dom, a.external_id.lower()) or dom.split(".")[0] == q:
-            return 0, name
-        if name.startswith(q) or dom.startswith(q):
-            return 1, name
-        return 2, name
-
-    return sorted(rows, key=rank)[:limit]
 
 
 def utcnow() -> datetime:

@@ -64,6 +64,9 @@ FaultBody = Callable[[Fault, Request], Response]
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # a burst of clients connecting at once waits in the backlog, as at the vendor; with
+    # socketserver's default of 5 the kernel drops the rest's SYNs and they retry after 1 s
+    request_queue_size = 128
 
     def handle_error(self, request, client_address) -> None:
         """A client that hangs up mid-answer (a killed worker, a timeout) is not news."""
