@@ -212,17 +212,21 @@ def test_beat_syncs_scores_and_writes_back_and_a_change_reaches_the_crm(
             p,
         )
         assert hs.applied[company] == 2  # the first score, then the change: once each
-        # the worker ran the playbooks on that change: the champion-departure task is open
+        # the worker runs the playbooks on that change (after its commit, while the outbox
+        # sweep may already be writing it back): the champion-departure task opens
         with session_scope(pg_engine) as s:
             account = s.execute(
                 select(CrmRecord.account_id).where(CrmRecord.external_id == company)
             ).scalar_one()
-            opened = s.execute(
-                select(PlaybookTask.playbook, PlaybookTask.status).where(
-                    PlaybookTask.account_id == account
-                )
-            ).all()
-        assert ("champion_departure", "open") in opened
+
+        def opened() -> list:
+            with session_scope(pg_engine) as s:
+                q = select(PlaybookTask.playbook, PlaybookTask.status)
+                return s.execute(q.where(PlaybookTask.account_id == account)).all()
+
+        wait_for(
+            "the champion-departure task", lambda: ("champion_departure", "open") in opened(), p
+        )
         # a task that fails for good says why, and the rest carries on
         make_celery(Settings(redis_url=redis_url)).send_task(
             "healthbot.sync_source", args=["zendesk"], queue="sync"
