@@ -45,12 +45,10 @@ def current(day: date | None = None) -> ColumnElement[bool]:
 
 
 def former_among(session: Session, ids: Sequence[int], day: date) -> set[int]:
-    """Which of `ids` were former customers on `day` (one query per 5,000 ids)."""
-    out: set[int] = set()
-    for part in chunked(sorted(set(ids)), 5000):
-        q = select(Account.id).where(Account.id.in_(part), churned(day))
-        out.update(session.scalars(q))
-    return out
+    """Which of `ids` were former customers on `day`: one query over the churn outcomes, not
+    over the ids (a sync may hand over 100,000 of them)."""
+    churn, cond = _lost(day)
+    return set(session.scalars(select(churn.account_id).where(cond).distinct())) & set(ids)
 
 
 def churn_days(session: Session, ids: Sequence[int]) -> dict[int, date]:
