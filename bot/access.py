@@ -10,6 +10,7 @@ import time
 from slack_sdk.errors import SlackApiError
 
 from bot.context import BotContext
+from bot.people import email_of
 
 GROUP_TTL = 300.0  # seconds a user group's member list is trusted
 _groups: dict[str, tuple[float, frozenset[str]]] = {}
@@ -34,7 +35,7 @@ def may_see_briefs(ctx: BotContext, client, user_id: str) -> bool:
     if not ctx.viewers or user_id in ctx.viewers:
         return True
     wanted = {v.lower() for v in ctx.viewers if "@" in v} | {m.lower() for m in ctx.managers}
-    email = (client.users_info(user=user_id)["user"]["profile"].get("email") or "").lower()
+    email = email_of(client, user_id)
     if email and email in wanted:
         return True
     return any(user_id in _members(client, g) for g in ctx.viewers if g.startswith("S"))

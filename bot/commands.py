@@ -14,6 +14,7 @@ from sqlmodel import Session
 from bot import task_views, views
 from bot.access import NOT_ALLOWED, may_see_briefs
 from bot.context import BotContext
+from bot.people import email_of
 from health.accounts import AccountLookupError, resolve_account
 from health.briefs import account_brief, book, freshness, nearest_names
 from health.db import session_scope
@@ -62,9 +63,9 @@ def answer(ctx: BotContext, text: str, user_id: str, client) -> dict:
     if not may_see_briefs(ctx, client, user_id):
         return _said(NOT_ALLOWED)
     if not query:
-        email = client.users_info(user=user_id)["user"]["profile"].get("email") or ""
+        email = email_of(client, user_id)
         with session_scope(ctx.engine) as session:
-            lines = book(session=session, owner=email.lower())
+            lines = book(session=session, owner=email)
         blocks = views.book_blocks(email or "you", lines)
         return {"text": f"Your book: {len(lines)} accounts", "blocks": views.as_dicts(blocks)}
     with session_scope(ctx.engine) as session:  # one transaction: lookup and brief

@@ -8,6 +8,7 @@ from slack_bolt import App, BoltResponse
 
 from bot import task_views, views
 from bot.context import BotContext
+from bot.people import email_of
 from health.briefs import book
 from health.db import session_scope
 from health.sentiment import first_time, stale_sentiment
@@ -30,7 +31,7 @@ def register(app: App, ctx: BotContext) -> None:
         if event.get("tab", "home") != "home":
             return
         user = event["user"]
-        email = (client.users_info(user=user)["user"]["profile"].get("email") or "").lower()
+        email = email_of(client, user)
         now = datetime.now(UTC)
         with session_scope(ctx.engine) as session:
             lines = book(session=session, owner=email)

@@ -13,6 +13,7 @@ from bot import views
 from bot.context import BotContext
 from bot.ids import AccountValue, Action, Field
 from bot.ids import View as ViewId
+from bot.people import email_of
 from health.db import session_scope
 from health.models import Account
 from health.rescore import rescore
@@ -35,7 +36,7 @@ def form_input(state: dict) -> tuple:
 
 def register(app: App, ctx: BotContext) -> None:
     def allowed(client, user: str, account_id: int) -> tuple[bool, Account]:
-        email = client.users_info(user=user)["user"]["profile"].get("email")
+        email = email_of(client, user)
         with session_scope(ctx.engine) as session:
             account = session.get(Account, account_id)
         if account is None:

@@ -13,15 +13,12 @@ from slack_bolt import App
 from bot import task_views, views
 from bot.context import BotContext
 from bot.ids import Action, TaskValue
+from bot.people import email_of
 from health.db import session_scope
 from playbooks import notices
 from playbooks.actions import act
 
 SNOOZE = {"1d": timedelta(days=1), "3d": timedelta(days=3), "1w": timedelta(weeks=1)}
-
-
-def _email(client, user: str) -> str:
-    return (client.users_info(user=user)["user"]["profile"].get("email") or "").lower()
 
 
 def register(app: App, ctx: BotContext) -> None:
@@ -34,7 +31,7 @@ def register(app: App, ctx: BotContext) -> None:
             respond(response_type="ephemeral", replace_original=False,
                     text="That task is no longer there.")  # fmt: skip
             return
-        email = _email(client, user)
+        email = email_of(client, user)
         managers = {m.lower() for m in ctx.managers}
         if email != (task.owner or "").lower() and email not in managers:
             respond(response_type="ephemeral", replace_original=False, text=(
@@ -42,7 +39,7 @@ def register(app: App, ctx: BotContext) -> None:
                 "task."))  # fmt: skip
             return
         if action == "reassign":
-            options["owner"] = _email(client, options.pop("user")) or None
+            options["owner"] = email_of(client, options.pop("user")) or None
         with session_scope(ctx.engine) as session:
             result = act(session, task_id, action=action, actor=user, now=now, **options)
         if not result.ok:
