@@ -135,6 +135,7 @@ def score(
         f"Scored {report.scored} of {report.accounts} accounts for {when}: "
         f"{report.changes} changed, {report.announced} tier changes announced"
         + (f", {report.no_data} without any data" if report.no_data else "")
+        + (f", {report.former} former customers (churned) left out" if report.former else "")
     )
     show_playbooks(report, out)
 

@@ -54,12 +54,13 @@ def rescore(
     report = RescoreReport()
     with session_scope(engine) as session:
         if account_ids is None:
-            q = select(Account.id).where(customers.current(day)).order_by(Account.id)
+            q = select(Account.id).where(Account.deleted_at.is_(None)).order_by(Account.id)
             ids = list(session.scalars(q))
         else:
             ids = list(account_ids)
-            gone = customers.former_among(session, ids, day)
-            ids = [i for i in ids if i not in gone]
+        gone = customers.former_among(session, ids, day)
+    report.former = len(gone)
+    ids = [i for i in ids if i not in gone]
     parts = [list(p) for p in chunked(sorted(set(ids)), batch_size)]
     if workers > 1 and len(parts) > 1 and engine.dialect.name == "postgresql":
         ctx = multiprocessing.get_context("fork")

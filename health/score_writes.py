@@ -24,6 +24,7 @@ class RescoreReport:
     accounts: int = 0
     scored: int = 0
     no_data: int = 0
+    former: int = 0  # former customers (churned) left out
     changes: int = 0
     announced: int = 0
     worker_statements: int = 0  # sent by worker processes, unseen by the caller's engine

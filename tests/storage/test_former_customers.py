@@ -78,7 +78,8 @@ def scored_days(engine) -> dict[str, list[date]]:
 def test_a_former_customer_leaves_the_book_and_its_brief_says_so(engine):
     seed(engine)
     report = rescore(engine, MODEL, day=DAY)
-    assert report.accounts == 4 and set(scored_days(engine)) == set(BOOK) - {"GONE"}
+    assert (report.accounts, report.former) == (4, 1)
+    assert set(scored_days(engine)) == set(BOOK) - {"GONE"}
     with session_scope(engine) as s:  # its last score before the churn, as a backfill left it
         last = dict(score_date=CHURN, model_version="x", total=20, confidence=1.0, reason="r",
                     computed_at=datetime.now(UTC))  # fmt: skip
@@ -111,7 +112,8 @@ def test_a_former_customer_leaves_the_book_and_its_brief_says_so(engine):
 def test_sync_touched_ids_and_a_backfill_score_no_day_after_the_churn(engine):
     seed(engine)
     touched = list(ids(engine).values())
-    assert rescore(engine, MODEL, day=DAY, account_ids=touched).accounts == 4
+    report = rescore(engine, MODEL, day=DAY, account_ids=touched)
+    assert (report.accounts, report.former) == (4, 1)
     backfill_scores(engine, MODEL, start=DAY - timedelta(days=20), end=DAY, replace=True)
     days = scored_days(engine)
     assert days["GONE"] and max(days["GONE"]) == CHURN  # up to the churn's day, none after
