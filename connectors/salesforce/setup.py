@@ -131,8 +131,18 @@ class MissingValues:
     label: str  # the field's label in the org
     restricted: bool
 
-    def component(self, md: Any) -> Any:
-        """The CustomField for updateMetadata: every value the org has, then the missing."""
+    def component(self, md: Any, current: Any = None) -> Any:
+        """The CustomField for updateMetadata. updateMetadata replaces the whole definition, so
+        the org's own (`current`, from readMetadata: help text, description, inactive values
+        and all) goes back with the missing values appended; without it, one rebuilt from the
+        describe: every value the org has, then the missing."""
+        defined = getattr(getattr(current, "valueSet", None), "valueSetDefinition", None)
+        if defined is not None and defined.value is not None:
+            for v in self.missing:
+                defined.value.append(
+                    md.CustomValue(fullName=v, label=TIERS.get(v, v), default=False)
+                )
+            return current
         added = [(v, TIERS.get(v, v)) for v in self.missing]
         values = [*self.have, *added]
         return self.spec.component(md, values=values, label=self.label, restricted=self.restricted)
@@ -190,10 +200,14 @@ def ensure_fields(client: SalesforceClient, specs: Sequence[FieldSpec]) -> Field
         return result
     md, session = metadata_api(client)
     try:
-        result.hidden = existing(md, missing)
+        found = read(md, [s.full_name for s in missing] + [m.spec.full_name for m in stale])
+        result.hidden = [s.name for s in missing if s.full_name.lower() in found]
         todo = [s for s in missing if s.name not in result.hidden]
         failed = save(md, "createMetadata", {s.full_name: s.component(md) for s in todo})
-        refused = save(md, "updateMetadata", {m.spec.full_name: m.component(md) for m in stale})
+        updates = {
+            m.spec.full_name: m.component(md, found.get(m.spec.full_name.lower())) for m in stale
+        }
+        refused = save(md, "updateMetadata", updates)
     except NoMetadataAccess as exc:
         result.by_hand = [s for s in missing if s.name not in result.hidden]
         result.values_by_hand = stale
@@ -220,17 +234,16 @@ def metadata_api(client: SalesforceClient) -> tuple[Any, RetryingSession]:
     return md, session
 
 
-def existing(md: Any, specs: Sequence[FieldSpec]) -> list[str]:
-    """The fields among `specs` that exist in the org (readMetadata answers a missing one with
-    an empty record)."""
-    found: set[str] = set()
-    for k in range(0, len(specs), PER_CALL):
-        names = [s.full_name for s in specs[k : k + PER_CALL]]
-        records = soap("readMetadata", md.CustomField.read, names)
+def read(md: Any, full_names: Sequence[str]) -> dict[str, Any]:
+    """The definitions of the fields among `full_names` that exist in the org, by lower-cased
+    full name (readMetadata, 10 per call, none for none; a missing one comes back empty)."""
+    found: dict[str, Any] = {}
+    for k in range(0, len(full_names), PER_CALL):
+        records = soap("readMetadata", md.CustomField.read, list(full_names[k : k + PER_CALL]))
         for rec in records if isinstance(records, list) else [records]:
             if rec is not None and getattr(rec, "fullName", None):
-                found.add(str(rec.fullName).lower())
-    return [s.name for s in specs if s.full_name.lower() in found]
+                found[str(rec.fullName).lower()] = rec
+    return found
 
 
 def save(md: Any, what: str, components: Mapping[str, Any]) -> dict[str, str]:

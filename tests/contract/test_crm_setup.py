@@ -14,7 +14,7 @@ from cli.crm import show_setup
 from cli.errors import UserError
 from connectors.base import AuthConnectorError
 from connectors.salesforce.client import SalesforceClient
-from connectors.salesforce.setup import FLS_STEP, existing, field_specs, metadata_api
+from connectors.salesforce.setup import FLS_STEP, field_specs, metadata_api, read
 from connectors.salesforce.sink import build_sink, field_names
 from connectors.salesforce.source import build_client
 from connectors.sandbox import hubspot_api
@@ -254,7 +254,7 @@ def test_metadata_fake_faults_as_salesforce_does():
         assert session.calls == 1  # a fault (HTTP 500) is not retried
         stale = SalesforceClient(sb.url, "expired", ca_bundle=sb.ca_path)
         with pytest.raises(AuthConnectorError, match="SALESFORCE_ACCESS_TOKEN"):
-            existing(metadata_api(stale)[0], field_specs(field_names()))
+            read(metadata_api(stale)[0], [s.full_name for s in field_specs(field_names())])
 
 
 # --- HubSpot -----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from connectors.sandbox import hubspot_api
 from connectors.sandbox.hubspot_api import HubSpotRouter, start_hubspot_sandbox
 from connectors.sandbox.portfolio import generate_portfolio
 from connectors.sandbox.salesforce_api import TOKEN, start_salesforce_sandbox
-from connectors.sandbox.salesforce_metadata import metadata_calls
+from connectors.sandbox.salesforce_metadata import lookup, metadata_calls
 from connectors.sandbox.server import SandboxServer
 from health.db import session_scope
 from health.models import OutboxItem
@@ -43,6 +43,7 @@ from workers.crm_setup import ManualValues, setup_crm
 from workers.doctor import check_score_fields
 from workers.writeback import flush_outbox
 
+HELP = "Written by healthbot; ask CS ops before editing"
 PORTFOLIO = generate_portfolio(6, 40, seed=5)
 MODEL = load_model(DEFAULT_MODEL_PATH)
 DAY = date(2026, 11, 1)
@@ -148,13 +149,17 @@ def test_salesforce_tier_value_missing_parks_then_setup_adds_it_and_retry_writes
         assert "Health_Tier__c lacks the tier value insufficient" in doctor.detail
         assert doctor.fix == "run `healthbot crm setup`, then `healthbot writeback --retry-parked`"
 
+        tier_field = lookup(sb, "Account.Health_Tier__c")  # an admin wrote help text on it
+        sb.field_metadata[tier_field["fullName"]] = {**tier_field, "inlineHelpText": HELP}
         sb.server.reset_counts()
         [setup] = setup_crm(settings)
         assert setup.updated == {"Health_Tier__c": ["insufficient"]}
         assert setup.created == setup.hidden == [] and not setup.needs_admin
         assert "Health_Tier__c" not in setup.present and len(setup.present) == 4
         assert sb.server.count("GET", "/sobjects/Account/describe") == 1
-        assert metadata_calls(sb, "updateMetadata") == 1 and len(sb.server.requests) == 2
+        assert metadata_calls(sb, "readMetadata") == metadata_calls(sb, "updateMetadata") == 1
+        assert len(sb.server.requests) == 3  # describe, read the field, update it
+        assert lookup(sb, "Account.Health_Tier__c")["inlineHelpText"] == HELP  # sent back
         text, error = shown([setup])
         assert error is None and "✓ Health_Tier__c        updated: added insufficient" in text
 
@@ -193,7 +198,8 @@ def test_salesforce_without_metadata_permission_lists_the_value_to_add_by_hand()
         )
         assert result.values_by_hand == [ManualValues("Health_Tier__c", ["insufficient"], steps)]
         assert "INSUFFICIENT_ACCESS" in result.reason
-        assert metadata_calls(sb, "updateMetadata") == 1  # refused as a whole: nothing changed
+        assert metadata_calls(sb, "readMetadata") == 1  # refused: nothing read, nothing changed
+        assert metadata_calls(sb, "updateMetadata") == 0
         text, error = shown([result])
         assert error is not None and "salesforce" in str(error)
         assert one_line(text, "✗ Health_Tier__c ", steps) and "why: INSUFFICIENT_ACCESS" in text
