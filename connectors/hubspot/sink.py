@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from connectors.base import UNKNOWN_TIER, renamed
+from connectors.base import UNKNOWN_TIER, AuthConnectorError, PermanentConnectorError, renamed
 from connectors.hubspot.client import BATCH_LIMIT, HubSpotClient
 from connectors.hubspot.source import build_client
 from health.records import ScoreWrite, WriteError, WriteResult
@@ -128,26 +128,48 @@ class HubSpotScoreSink:
     def write(self, rows: Sequence[ScoreWrite]) -> WriteResult:
         result = WriteResult()
         for i in range(0, len(rows), self.max_batch):
-            chunk = {r.account_external_id: r for r in rows[i : i + self.max_batch]}
-            inputs = [{"id": k, "properties": self.properties(r)} for k, r in chunk.items()]
-            done, errors = self.client.batch_update("companies", inputs)
-            for err in errors:
-                category, message = str(err.get("category", "ERROR")), str(err.get("message", ""))
-                if INVALID_OPTION in message and f'"{self.names["tier"]}"' in message:
-                    message = f"{message}; {UNKNOWN_TIER}"
-                why = WriteError(category, message, category in TRANSIENT_CATEGORIES)
-                for oid in (err.get("context") or {}).get("ids") or []:
-                    if oid in chunk:
-                        result.errors[oid] = why
-            for obj in done:
-                if (oid := str(obj.get("id"))) in chunk and oid not in result.errors:
-                    result.ok.append(oid)
-            for oid in chunk:
-                if oid not in result.errors and oid not in result.ok:
-                    result.errors[oid] = WriteError(
-                        "NOT_ACKNOWLEDGED", "HubSpot returned no result", transient=True
-                    )
+            self._update({r.account_external_id: r for r in rows[i : i + self.max_batch]}, result)
         return result
+
+    def _update(self, chunk: dict[str, ScoreWrite], result: WriteResult) -> None:
+        """One batch update. A batch refused whole (a 400 that names no company) is split in
+        halves until the refused companies stand alone: the others are written, and each
+        refused one gets HubSpot's message (extra requests only when something is refused)."""
+        inputs = [{"id": k, "properties": self.properties(r)} for k, r in chunk.items()]
+        try:
+            done, errors = self.client.batch_update("companies", inputs)
+        except AuthConnectorError:
+            raise
+        except PermanentConnectorError as exc:
+            if len(chunk) > 1:
+                items = list(chunk.items())
+                self._update(dict(items[: len(items) // 2]), result)
+                self._update(dict(items[len(items) // 2 :]), result)
+            else:
+                result.errors[next(iter(chunk))] = WriteError(
+                    "VALIDATION_ERROR", self._hint(str(exc))
+                )
+            return
+        for err in errors:
+            category, message = str(err.get("category", "ERROR")), str(err.get("message", ""))
+            why = WriteError(category, self._hint(message), category in TRANSIENT_CATEGORIES)
+            for oid in (err.get("context") or {}).get("ids") or []:
+                if oid in chunk:
+                    result.errors[oid] = why
+        for obj in done:
+            if (oid := str(obj.get("id"))) in chunk and oid not in result.errors:
+                result.ok.append(oid)
+        for oid in chunk:
+            if oid not in result.errors and oid not in result.ok:
+                result.errors[oid] = WriteError(
+                    "NOT_ACKNOWLEDGED", "HubSpot returned no result", transient=True
+                )
+
+    def _hint(self, message: str) -> str:
+        """HubSpot's message, with what to do when the tier property lacks the option."""
+        if INVALID_OPTION in message and f'"{self.names["tier"]}"' in message:
+            return f"{message}; {UNKNOWN_TIER}"
+        return message
 
     def read_fields(self, external_ids: Sequence[str]) -> dict[str, dict]:
         """What each company shows now: {id: {score field key: value (a string)}}, one batch

@@ -8,7 +8,8 @@ on a duplicate, batch create, GET and PATCH of one property: `options` replaces 
 and groups, v4 associations batch read (<= 1,000 inputs), owners. A batch update setting an
 enumeration property to a value that is not one of its options fails that company (207) with
 HubSpot's VALIDATION_ERROR "Property values were not valid: [{... "error":"INVALID_OPTION",
-"name":<property> ...}]" (hubspot_properties).
+"name":<property> ...}]" (hubspot_properties); with `router.refuse_whole_batch`, the whole
+batch is refused with that message as a 400 instead (nothing applied).
 Bearer auth; error bodies `{status, message, correlationId, category}`; 429 bodies with
 `errorType: RATE_LIMIT` and a `policyName`. Plain HTTP, or HTTPS with `tls=True` (a throwaway
 trustme CA whose PEM is `sandbox.ca_path`).
@@ -61,6 +62,9 @@ class HubSpotRouter:
         self.token = token
         self.search_cap = search_cap
         self.malformed_next = False
+        # a batch with an invalid option is refused whole (400) instead of per company (207):
+        # HubSpot's documentation does not settle which; the sink must cope with both
+        self.refuse_whole_batch = False
         self.applied: Counter = Counter()  # tests: batch updates applied per object id
 
     def __call__(self, req: Request) -> Response:
@@ -184,6 +188,10 @@ class HubSpotRouter:
         if len(inputs) > 100:
             return error(400, "Batch size must be at most 100", "VALIDATION_ERROR")
         known = self.store.properties[kind]
+        if self.refuse_whole_batch:
+            for i in inputs:
+                if invalid := invalid_options(known, i.get("properties") or {}):
+                    return error(400, invalid, "VALIDATION_ERROR")
         done, errors = [], []
         for i in inputs:
             oid, props = str(i.get("id")), i.get("properties") or {}
