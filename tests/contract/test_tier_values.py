@@ -38,7 +38,7 @@ from health.repo import store_batch
 from health.rescore import rescore
 from health.scoring.model import load_model
 from health.settings import DEFAULT_MODEL_PATH, Settings
-from tests.contract.test_crm_setup import shown
+from tests.contract.test_crm_setup import NO_CRM, shown
 from workers.crm_setup import ManualValues, setup_crm
 from workers.doctor import check_score_fields
 from workers.writeback import flush_outbox
@@ -51,13 +51,6 @@ OLD_TIERS = ("healthy", "monitor", "at_risk", "critical")  # before "insufficien
 PARK_AT_ONCE = RetryPolicy(base_seconds=0, max_permanent=1)
 RESTRICTED = "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
 SETUP_HINT = "run `healthbot crm setup` to add it, then `healthbot writeback --retry-parked`"
-NO_CRM = {
-    "salesforce_instance_url": None,
-    "salesforce_access_token": None,
-    "salesforce_username": None,
-    "salesforce_password": None,
-    "hubspot_access_token": None,
-}
 
 
 def sf_settings(sb) -> Settings:
