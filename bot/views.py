@@ -28,7 +28,7 @@ from slack_sdk.models.views import View
 
 from bot.ids import AccountValue, Action, Field
 from bot.ids import View as ViewId
-from health.briefs import AccountLine, Brief, churn_note
+from health.briefs import AccountLine, Brief, churn_note, is_former
 from health.scoring.model import TIER_LABELS
 from health.sentiment import DIRECTIONS, FLAGS, NOTE_MAX
 
@@ -85,7 +85,9 @@ def brief_blocks(
     facts = [
         esc(line.segment.replace("_", "-").title()) if line.segment else "segment —",
         f"owner {esc(line.owner)}" if line.owner else "no owner",
-        _renewal(b.renewal_date, today),
+        f"churned {b.churned_on:%d %b %Y}"
+        if is_former(b, today)
+        else _renewal(b.renewal_date, today),
         money(line.arr),
     ]
     head = (

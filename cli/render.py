@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from health.briefs import Brief, Portfolio, churn_note
+from health.briefs import Brief, Portfolio, churn_note, is_former
 from health.scoring.explain import format_value
 from health.scoring.model import TIER_LABELS
 
@@ -112,7 +112,12 @@ def brief_panel(b: Brief) -> Panel:
         head.append(f"  (trending {TIER_LABELS[b.pending_tier]}, not yet held)", style="italic")
     facts = Text(
         f"{line.domain or '—'} · {line.segment or 'unknown segment'} · ARR {money(line.arr)} · "
-        f"owner {line.owner or '—'} · renews {b.renewal_date or '—'}",
+        f"owner {line.owner or '—'} · "
+        + (
+            f"churned {b.churned_on}"
+            if is_former(b, b.score_date + timedelta(days=1))
+            else f"renews {b.renewal_date or '—'}"
+        ),
         style="dim",
     )
     comps = Table(box=None, pad_edge=False)

@@ -273,11 +273,16 @@ def account_brief(*, session: Session, account: Account, model: ScoringModel) ->
     )
 
 
+def is_former(b: Brief, today: date) -> bool:
+    """A former customer on `today` (churned before it), as health.customers counts them."""
+    return b.churned_on is not None and b.churned_on < today
+
+
 def churn_note(b: Brief, today: date) -> str | None:
     """What a brief says about a churn: a former customer, or a contract ending."""
     if b.churned_on is None:
         return None
-    if b.churned_on >= today:
+    if not is_former(b, today):
         return f"Renewal lost: the contract ends {b.churned_on}; still scored until then."
     return (
         f"Former customer: churned on {b.churned_on}. Not scored since, and left out of the "

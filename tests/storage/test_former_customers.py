@@ -5,10 +5,12 @@ in the future (notice given) keep the account in the book. Runs on SQLite and Po
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
 
+from bot.views import as_dicts, brief_blocks
 from health.backfill import backfill_scores
 from health.briefs import account_brief, book, churn_note, portfolio
 from health.db import session_scope
@@ -105,6 +107,12 @@ def test_a_former_customer_leaves_the_book_and_its_brief_says_so(engine):
     assert {f.name for f in facts} == mine  # no playbook opens a task on it
     assert brief.churned_on == CHURN and brief.history == [20]
     assert churn_note(brief, DAY).startswith(f"Former customer: churned on {CHURN}")
+    now = datetime.combine(DAY, datetime.min.time(), tzinfo=UTC)
+    slack = json.dumps(
+        as_dicts(brief_blocks(brief, today=DAY, crm_url=None, freshness={}, now=now))
+    )
+    assert "Former customer" in slack and f"churned {CHURN:%d %b %Y}" in slack
+    assert "renewal" not in slack.lower()  # no renewal date for a customer who left
     assert leaving.churned_on == DAY + timedelta(days=30)
     assert churn_note(leaving, DAY).startswith("Renewal lost: the contract ends")
 
