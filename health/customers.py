@@ -21,7 +21,7 @@ KEPT = ("renewed", "expanded")
 
 
 def _lost(day: date | None):
-    """(churn outcome alias, condition): a churn of the Account row, on or before `day` (any
+    """(churn outcome alias, condition): a churn of the Account row dated before `day` (any
     day for None), with no renewal or expansion after it and no newer customer_since."""
     churn, later = aliased(Outcome), aliased(Outcome)
     again = later.account_id == churn.account_id
