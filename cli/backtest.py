@@ -104,7 +104,8 @@ def _show(result: dict, as_json: bool, render) -> None:
         render()
 
 
-def _f(v: float | None, fmt: str = ".2f") -> str:
+def or_dash(v: float | None, fmt: str = ".2f") -> str:
+    """A metric as `fmt`, or a dash when it could not be computed."""
     return "—" if v is None else format(v, fmt)
 
 
@@ -118,7 +119,7 @@ def _metrics_rows(table: Table, parts: list[dict]) -> None:
         ("F1", "f1", ".2f"),
         ("Accuracy", "accuracy", ".0%"),
     ):
-        table.add_row(label, *(_f(p[key], fmt) for p in parts))
+        table.add_row(label, *(or_dash(p[key], fmt) for p in parts))
 
 
 def _show_backtest(r: dict, html: Path | None) -> None:
@@ -136,7 +137,8 @@ def _show_backtest(r: dict, html: Path | None) -> None:
     for col in ("Band", "Outcomes", "Retained", "Retention"):
         bands.add_column(col, justify="left" if col == "Band" else "right")
     for b in r["bands"]:
-        bands.add_row(b["band"], str(b["outcomes"]), str(b["retained"]), _f(b["retention"], ".0%"))
+        retention = or_dash(b["retention"], ".0%")
+        bands.add_row(b["band"], str(b["outcomes"]), str(b["retained"]), retention)
     out.print(bands)
     for title, groups in (("By segment", r["segments"]), ("By model version", r["model_versions"])):
         table = Table(title=title, title_justify="left")
@@ -144,14 +146,14 @@ def _show_backtest(r: dict, html: Path | None) -> None:
             table.add_column(col, justify="right" if col not in ("", "Note") else "left")
         for name, g in groups.items():
             table.add_row(
-                name, str(g["outcomes"]), str(g["churned"]), _f(g["auc"], ".3f"),
-                _f(g["precision"], ".0%"), _f(g["recall"], ".0%"), g["problem"] or "",
+                name, str(g["outcomes"]), str(g["churned"]), or_dash(g["auc"], ".3f"),
+                or_dash(g["precision"], ".0%"), or_dash(g["recall"], ".0%"), g["problem"] or "",
             )  # fmt: skip
         out.print(table)
     w = r["first_warning"]
     out.print(
         f"First warning: {w['warned']} of {w['churns']} churned accounts were flagged and stayed "
-        f"flagged until they left; median notice {_f(w['median_days_notice'], '.0f')} days, "
+        f"flagged until they left; median notice {or_dash(w['median_days_notice'], '.0f')} days, "
         f"{w['warned_90_days_ahead']} with 90 days or more, {w['never_warned']} never flagged."
     )
     if r["false_negatives"]:
@@ -171,7 +173,8 @@ def _show_backtest(r: dict, html: Path | None) -> None:
         for c in r["csm_sentiment"]:
             csm.add_row(
                 c["csm"], str(c["rated_outcomes"]), str(c["churned"]),
-                _f(c["mean_rating_churned"]), _f(c["mean_rating_kept"]), _f(c["auc"], ".3f"),
+                or_dash(c["mean_rating_churned"]), or_dash(c["mean_rating_kept"]),
+                or_dash(c["auc"], ".3f"),
             )  # fmt: skip
         out.print(csm)
     unsure = r["insufficient_data"]
@@ -201,7 +204,7 @@ def _side_by_side(r: dict, a: str, b: str) -> None:
 def _show_fit(r: dict, write: Path | None) -> None:
     out.print(
         f"Fitted on {r['train']} outcomes settled by {r['cutoff']} (L2 penalty {r['penalty']}, "
-        f"time-CV AUC {_f(r['cv_auc'], '.3f')}); judged on {r['held_out']} later outcomes "
+        f"time-CV AUC {or_dash(r['cv_auc'], '.3f')}); judged on {r['held_out']} later outcomes "
         f"whose lead day came after every training outcome."
     )
     if r["cv_auc"] is None:

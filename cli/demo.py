@@ -144,6 +144,7 @@ def show_portfolio(ctx: DemoContext) -> None:
 
 def backtest_step(ctx: DemoContext) -> None:
     """What `healthbot backtest` and `backtest --fit` say about the sandbox's renewals."""
+    from cli.backtest import or_dash as fmt
     from health.backtest_read import backtest_report
     from health.calibration import fit_report
 
@@ -153,23 +154,23 @@ def backtest_step(ctx: DemoContext) -> None:
     if r["problem"]:
         ctx.console.print(f"  Cannot backtest yet: {r['problem']}")
         return
-    pct = lambda v: "—" if v is None else f"{v:.0%}"  # noqa: E731
     ctx.console.print(
         f"  {r['outcomes']} renewals ({r['churned']} churned), each against its score 90 days "
         f"before: [bold]AUC {r['auc']:.2f}[/bold] for model {r['model_version']} "
         f"(0.5 = chance); at risk or critical as the churn flag: precision "
-        f"{pct(r['precision'])}, recall {pct(r['recall'])}"
+        f"{fmt(r['precision'], '.0%')}, recall {fmt(r['recall'], '.0%')}"
     )
-    bands = " · ".join(f"{b['band']} {pct(b['retention'])}" for b in r["bands"] if b["outcomes"])
+    bands = " · ".join(
+        f"{b['band']} {fmt(b['retention'], '.0%')}" for b in r["bands"] if b["outcomes"]
+    )
     ctx.console.print(f"  Retention by score band: {bands}")
     if fit["problem"]:
         ctx.console.print(f"  No fit: {fit['problem']}")
         return
-    auc = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
     ctx.console.print(
         f"  Fitted weights (`healthbot backtest --fit`), judged on the {fit['held_out']} later "
-        f"renewals it never saw: [bold]AUC {auc(fit['proposed']['auc'])}[/bold] against "
-        f"{auc(fit['current']['auc'])} for the current model on the same renewals"
+        f"renewals it never saw: [bold]AUC {fmt(fit['proposed']['auc'])}[/bold] against "
+        f"{fmt(fit['current']['auc'])} for the current model on the same renewals"
     )
     if fit["cv_auc"] is None:
         ctx.console.print(
