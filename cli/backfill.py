@@ -47,6 +47,11 @@ def run_backfill(
             progress=lambda n: bar.update(task, advance=n),
             on_start=started,
         )
+    if not report.accounts:
+        raise UserError(
+            "nothing to backfill: no account is stored yet. Sync first (`healthbot sync`), or "
+            "import a history (`healthbot import accounts|observations|outcomes FILE`)"
+        )
     console.print(
         f"Backfilled {report.scored:,} scores for {report.accounts:,} accounts over "
         f"{report.days} days: {report.changes:,} score changes, "

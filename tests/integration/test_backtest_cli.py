@@ -113,6 +113,9 @@ def test_usage_errors(env, run):
     bad = run("score", "--backfill", "--every", "soon", env=env)
     assert bad.returncode == 1 and "--every 'soon'" in bad.stderr
     assert run("backtest", "--lead-days", "zero", env=env).returncode == 2
+    empty = run("score", "--backfill", env=env)  # a fresh database: say what to do first
+    assert empty.returncode == 1 and "nothing to backfill" in empty.stderr
+    assert "healthbot import" in _flat(empty.stderr)
 
 
 def _flat(text: str) -> str:
