@@ -61,7 +61,6 @@ def upgrade() -> None:
         sa.Column("resolved_at", UTC(timezone=True), nullable=True),
         sa.Column("resolved_by", S(length=64), nullable=True),
         sa.Column("notify", sa.Boolean(), nullable=False),
-        sa.Column("notified_at", UTC(timezone=True), nullable=True),
         sa.Column("slack_channel_id", S(length=32), nullable=True),
         sa.Column("slack_ts", S(length=32), nullable=True),
         sa.ForeignKeyConstraint(["account_id"], ["account.id"]),
