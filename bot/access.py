@@ -4,6 +4,7 @@ in the workspace. CS managers (SLACK_MANAGERS) always may."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -12,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot.context import BotContext
 from bot.people import email_of
 
+log = logging.getLogger(__name__)
 GROUP_TTL = 300.0  # seconds a user group's member list is trusted
 _groups: dict[str, tuple[float, frozenset[str]]] = {}
 _lock = threading.Lock()
@@ -24,7 +26,11 @@ def _members(client, group: str) -> frozenset[str]:
         return hit[1]
     try:
         members = frozenset(client.usergroups_users_list(usergroup=group)["users"])
-    except SlackApiError:
+    except SlackApiError as exc:
+        if exc.response.get("error") != "no_such_subteam":  # e.g. missing_scope: not cached
+            log.warning("cannot read user group %s: %s (add usergroups:read to the app)",
+                        group, exc.response.get("error"))  # fmt: skip
+            return frozenset()
         members = frozenset()  # a group that is gone lets no one in
     with _lock:
         _groups[group] = (time.monotonic(), members)

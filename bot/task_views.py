@@ -30,6 +30,7 @@ SEVERITY = {"high": ":red_circle: High", "medium": ":large_orange_circle: Medium
             "low": ":white_circle: Low"}  # fmt: skip
 SNOOZES = {"1d": "1 day", "3d": "3 days", "1w": "1 week"}
 MAX_TASKS = 12  # per message: two blocks each, well under Slack's 50
+MAX_ALERTS = 40  # per channel alert: one block each; the rest go in the next one
 
 
 def when(at: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
@@ -124,6 +125,12 @@ def unheld_title(tasks: Sequence[TaskNotice]) -> str:
     return f"{n} playbook task{'s' if n > 1 else ''} with no one in Slack to tell"
 
 
+UNHELD_NOTE = (
+    "Nobody in Slack held these tasks when they opened. A CS manager can take each with "
+    "*Reassign…*."
+)
+
+
 def unheld_intro(tasks: Sequence[TaskNotice], not_in_slack: Sequence[str]) -> str:
     """Why these tasks came to the managers' channel, and what to do about them."""
     missing = {e.lower() for e in not_in_slack}
@@ -137,14 +144,16 @@ def unheld_intro(tasks: Sequence[TaskNotice], not_in_slack: Sequence[str]) -> st
     )
 
 
-def alert_blocks(tasks: Sequence[TaskNotice], *, now: datetime) -> list[Block]:
-    """A channel's alert: the high-stakes tasks just opened, who has them."""
-    lines = [
-        f"{SEVERITY.get(t.severity, t.severity)} · *{esc(t.account)}* — {esc(t.title)} · "
-        f"{esc(t.owner or 'no owner')} · due {when(t.due_at)}"
-        for t in list(tasks)[: MAX_TASKS * 3]
-    ]
-    return [SectionBlock(text=_md("\n".join(lines)))]
+def alert_blocks(tasks: Sequence[TaskNotice]) -> list[Block]:
+    """A channel's alert: the tasks just opened (at most MAX_ALERTS, one block each, so none
+    is cut off), who has them."""
+    return [
+        SectionBlock(text=_md(
+            f"{SEVERITY.get(t.severity, t.severity)} · *{esc(t.account)}* — {esc(t.title)} · "
+            f"{esc(t.owner or 'no owner')} · due {when(t.due_at)}"
+        ))
+        for t in list(tasks)[:MAX_ALERTS]
+    ]  # fmt: skip
 
 
 def task_lines(tasks: Sequence[TaskNotice], *, now: datetime, limit: int = 15) -> str:

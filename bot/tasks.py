@@ -33,7 +33,8 @@ def register(app: App, ctx: BotContext) -> None:
             return
         email = email_of(client, user)
         managers = {m.lower() for m in ctx.managers}
-        if email != (task.owner or "").lower() and email not in managers:
+        owner = email and email == (task.owner or "").lower()  # no email: nobody's owner
+        if not owner and email not in managers:
             respond(response_type="ephemeral", replace_original=False, text=(
                 f"Only {views.esc(task.owner or 'its owner')} or a CS manager can change this "
                 "task."))  # fmt: skip
@@ -54,8 +55,11 @@ def register(app: App, ctx: BotContext) -> None:
         if not shown:
             return
         now = datetime.now(UTC)
-        blocks = views.as_dicts(task_views.task_message(shown, now=now))
-        client.chat_update(channel=channel, ts=ts, text=task_views.title_of(shown), blocks=blocks)
+        title, intro = task_views.title_of(shown), None
+        if not channel.startswith("D"):  # not a DM: the managers' channel's unheld tasks
+            title, intro = task_views.unheld_title(shown), task_views.UNHELD_NOTE
+        blocks = task_views.task_message(shown, now=now, title=title, intro=intro)
+        client.chat_update(channel=channel, ts=ts, text=title, blocks=views.as_dicts(blocks))
 
     @app.action(re.compile(f"^{Action.TASK_DONE}:"))
     def handle_button_task_done(ack, action, body, client, respond) -> None:

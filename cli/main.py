@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -337,6 +338,11 @@ def main() -> None:
         sys.exit(1)
     except ModelError as exc:
         err.print(f"[red]error in the scoring model:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except ValidationError as exc:  # a setting from the environment (or .env) that cannot be read
+        for e in exc.errors():
+            name = str(e["loc"][0]).upper() if e["loc"] else "a setting"
+            err.print(f"[red]error:[/red] {name}: {e['msg']}", highlight=False)
         sys.exit(1)
     except (OperationalError, ProgrammingError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)

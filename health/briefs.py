@@ -202,7 +202,8 @@ _CHANGES = (
 _OUTCOMES = (
     select(Outcome)
     .where(Outcome.account_id == bindparam("account_id"))
-    .order_by(Outcome.occurred_on.desc())
+    # newest first; on one day a churn before a renewal, as health.customers reads them
+    .order_by(Outcome.occurred_on.desc(), (Outcome.kind != "churned"), Outcome.id)
 )
 
 

@@ -79,6 +79,18 @@ class Settings(BaseSettings):
             return float(value) / 100
         return value
 
+    @field_validator("slack_quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        """START-END local hours (e.g. 20-8), or "off": refused at start-up, not every minute."""
+        start, dash, end = value.strip().partition("-")
+        ok = value.strip().lower() in ("", "off") or (
+            dash and start.isdigit() and end.isdigit() and int(start) < 24 and int(end) < 24
+        )
+        if not ok:
+            raise ValueError(f"{value!r}: write START-END hours in 0-23, e.g. 20-8, or off")
+        return value
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -101,12 +101,11 @@ def recently_told(
 ) -> set[tuple[str, int]]:
     """(owner email, account) pairs: a message about another task of one of these tasks'
     accounts went to that person since `since`. One query per 5,000 accounts."""
-    ids = [t.id for t in tasks]
     out: set[tuple[str, int]] = set()
     for part in chunked(sorted({t.account_id for t in tasks}), 5000):
         q = select(func.lower(PlaybookTask.owner), PlaybookTask.account_id).where(
             PlaybookTask.account_id.in_(part),
-            PlaybookTask.id.not_in(ids),
+            PlaybookTask.notify.is_(False),  # told, not waiting (the pending ones are)
             PlaybookTask.notified_at >= since,
             PlaybookTask.owner.is_not(None),
         )

@@ -120,8 +120,8 @@ def _announce(engine, client, report, *, now) -> None:
     with session_scope(engine) as session:
         due = notices.alerts_due(session, since=now - ALERT_WINDOW)
     for channel, tasks in due.items():
-        shown = tasks[: task_views.MAX_TASKS * 3]
-        blocks = views.as_dicts(task_views.alert_blocks(shown, now=now))
+        shown = tasks[: task_views.MAX_ALERTS]  # the rest in the next run: only these are marked
+        blocks = views.as_dicts(task_views.alert_blocks(shown))
         try:
             post(client, channel, f"{len(shown)} new playbook tasks", blocks)
         except (SlackApiError, OSError) as exc:
