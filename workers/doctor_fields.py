@@ -32,7 +32,9 @@ def salesforce(client: SalesforceClient, renames: Mapping[str, str] | None) -> s
     lacking = {
         s.name: list(m.missing)
         for s in specs
-        if s.name.lower() in have and (m := missing_values(s, have[s.name.lower()]))
+        if s.name.lower() in have
+        and (m := missing_values(s, have[s.name.lower()]))
+        and m.restricted  # an unrestricted picklist takes any value: writes go through
     }
     return result("Account fields", [s.name for s in specs], missing, lacking)
 

@@ -132,23 +132,14 @@ class HubSpotScoreSink:
         return result
 
     def _update(self, chunk: dict[str, ScoreWrite], result: WriteResult) -> None:
-        """One batch update. A batch refused whole (a 400 that names no company) is split in
-        halves until the refused companies stand alone: the others are written, and each
-        refused one gets HubSpot's message (extra requests only when something is refused)."""
+        """One batch update; per-company errors (a 207) are kept with HubSpot's words."""
         inputs = [{"id": k, "properties": self.properties(r)} for k, r in chunk.items()]
         try:
             done, errors = self.client.batch_update("companies", inputs)
-        except AuthConnectorError:
-            raise
         except PermanentConnectorError as exc:
-            if len(chunk) > 1:
-                items = list(chunk.items())
-                self._update(dict(items[: len(items) // 2]), result)
-                self._update(dict(items[len(items) // 2 :]), result)
-            else:
-                result.errors[next(iter(chunk))] = WriteError(
-                    "VALIDATION_ERROR", self._hint(str(exc))
-                )
+            if isinstance(exc, AuthConnectorError) or INVALID_OPTION not in str(exc):
+                raise  # anything else refusing the whole batch fails the flush: nothing parks
+            self._refused(chunk, str(exc), result)
             return
         for err in errors:
             category, message = str(err.get("category", "ERROR")), str(err.get("message", ""))
@@ -164,6 +155,23 @@ class HubSpotScoreSink:
                 result.errors[oid] = WriteError(
                     "NOT_ACKNOWLEDGED", "HubSpot returned no result", transient=True
                 )
+
+    def _refused(self, chunk: dict[str, ScoreWrite], message: str, result: WriteResult) -> None:
+        """A batch refused whole (a 400 naming no company) for an option the portal lacks: the
+        rows whose tier the message names park and the rest go again; when it names none of
+        them, halves go again until the refused rows stand alone."""
+        named = [k for k, r in chunk.items() if f"{r.tier} was not one of the" in message]
+        if len(chunk) == 1:
+            named = list(chunk)
+        for k in named:
+            result.errors[k] = WriteError("VALIDATION_ERROR", self._hint(message))
+        rest = [(k, r) for k, r in chunk.items() if k not in named]
+        if named:
+            if rest:
+                self._update(dict(rest), result)
+            return
+        self._update(dict(rest[: len(rest) // 2]), result)
+        self._update(dict(rest[len(rest) // 2 :]), result)
 
     def _hint(self, message: str) -> str:
         """HubSpot's message, with what to do when the tier property lacks the option."""

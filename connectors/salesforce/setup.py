@@ -134,14 +134,19 @@ class MissingValues:
     def component(self, md: Any, current: Any = None) -> Any:
         """The CustomField for updateMetadata. updateMetadata replaces the whole definition, so
         the org's own (`current`, from readMetadata: help text, description, inactive values
-        and all) goes back with the missing values appended; without it, one rebuilt from the
-        describe: every value the org has, then the missing."""
+        and all) goes back with the missing values appended (one an admin deactivated is
+        made active again: a second value of that name would be refused); without it, one
+        rebuilt from the describe: every value the org has, then the missing."""
         defined = getattr(getattr(current, "valueSet", None), "valueSetDefinition", None)
         if defined is not None and defined.value is not None:
+            have = {str(v.fullName): v for v in defined.value}
             for v in self.missing:
-                defined.value.append(
-                    md.CustomValue(fullName=v, label=TIERS.get(v, v), default=False)
-                )
+                if v in have:
+                    have[v].isActive = True
+                else:
+                    defined.value.append(
+                        md.CustomValue(fullName=v, label=TIERS.get(v, v), default=False)
+                    )
             return current
         added = [(v, TIERS.get(v, v)) for v in self.missing]
         values = [*self.have, *added]

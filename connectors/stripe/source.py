@@ -151,6 +151,8 @@ class StripeSource:
                 due = mp.invoice_due(inv)
                 if isinstance(due, mp.Due):
                     late[due.customer].append(due)
+                elif isinstance(due, RecordError):  # recorded, as on a first run
+                    batch.errors.append(due)
         for customer in sorted(set(late) | invoiced):
             days = mp.late_on(late.get(customer, ()), today)
             if days or customer in invoiced:

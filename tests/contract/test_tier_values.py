@@ -281,9 +281,10 @@ def test_hubspot_tier_option_missing_parks_then_setup_adds_it_and_retry_writes_i
     assert props["health_tier"] == "insufficient"
 
 
-def test_hubspot_batch_refused_whole_is_split_until_the_refused_company_stands_alone(old_portal):
+def test_hubspot_batch_refused_whole_parks_the_rows_with_the_value_it_names(old_portal):
     """HubSpot may refuse a batch with an invalid option whole (a 400 naming no company): the
-    sink splits it, writes the rest and keeps HubSpot's message, with the hint, for that one."""
+    sink parks the rows carrying that value, with HubSpot's message and the hint, and writes
+    the rest in one more request."""
     old_portal.router.refuse_whole_batch = True
     sink = HubSpotScoreSink(hubspot_client(hs_settings(old_portal.url)))
     ids = sorted(old_portal.company_ids.values())[:6]
@@ -298,7 +299,7 @@ def test_hubspot_batch_refused_whole_is_split_until_the_refused_company_stands_a
     assert "INVALID_OPTION" in why.message and SETUP_HINT in why.message
     assert {c: old_portal.applied[c] for c in ids} == {c: int(c != bad) for c in ids}
     sent = old_portal.server.count("POST", "/crm/v3/objects/companies/batch/update")
-    assert sent <= 1 + 2 * 3  # halves down to the one company: log2(6) levels, two each
+    assert sent == 2  # the refused batch, then the rest: the message names the bad value
 
 
 def test_hubspot_without_the_schema_scope_lists_the_option_to_add_by_hand(old_portal):
