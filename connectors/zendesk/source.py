@@ -66,7 +66,11 @@ class _State:
         touched[t.org_id] = max(touched.get(t.org_id, t.updated_at), t.updated_at)
 
     def oldest_days(self, org_id: int, at: datetime) -> float:
-        created = [c for c in self.open.get(org_id, {}).values() if c is not None]
+        tickets = self.open.get(org_id, {})
+        for t, c in tickets.items():  # an older watermark's ticket: its age counts from now
+            if c is None:
+                tickets[t] = at.timestamp()
+        created = list(tickets.values())
         if not created:
             return 0.0
         return round(max(0.0, (at.timestamp() - min(created)) / 86400), 2)

@@ -146,3 +146,16 @@ def test_open_tickets_snapshot_and_time_parsing():
     assert parse_time("2026-07-21T11:10:00+02:00") == at("2026-07-21T09:10:00")
     with pytest.raises(ValueError):
         parse_time(1784624400)
+
+
+def test_an_older_watermark_s_open_tickets_age_from_when_the_source_next_sees_them():
+    from datetime import UTC, datetime, timedelta
+
+    from connectors.zendesk.source import _State
+
+    old = '{"cursor": "c1", "open": {"7": [101, 102]}}'  # ids only: creation unknown
+    state = _State(old)
+    first = datetime(2026, 11, 1, tzinfo=UTC)
+    assert state.oldest_days(7, first) == 0.0
+    assert state.oldest_days(7, first + timedelta(days=3)) == 3.0  # not 0 for ever
+    assert '"101":' in state.dumps()  # the start is kept in the watermark
