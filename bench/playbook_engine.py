@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
-from psycopg import sql
+from score import recreate_db, say
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 
@@ -42,11 +42,6 @@ ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DB = "healthbot_bench_playbooks"
 NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 TODAY = NOW.date()
-T0 = time.perf_counter()
-
-
-def say(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 def seed(url: str, n: int, rng: random.Random) -> None:
@@ -188,11 +183,9 @@ def main() -> int:
     args = ap.parse_args()
     admin = make_url(args.url)
     url = admin.set(database=DB)
-    with psycopg.connect(args.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
+    recreate_db(args.url, DB)
+    engine = make_engine(url.render_as_string(hide_password=False))
     try:
-        engine = make_engine(url.render_as_string(hide_password=False))
         upgrade(engine)
         seed(
             url.set(drivername="postgresql").render_as_string(hide_password=False),
@@ -238,12 +231,9 @@ def main() -> int:
             "tasks": tasks,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
-        engine.dispose()
     finally:
-        with psycopg.connect(args.url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB))
-            )
+        engine.dispose()  # no session may hold the database: it is dropped without FORCE
+        recreate_db(args.url, DB, drop_only=True)
     print(json.dumps(result))
     return 0 if again.opened == 0 and tasks == first.opened else 1
 

@@ -46,7 +46,8 @@ def backtest(
     """Does the score predict what happened? Every renewed, churned or expanded outcome
     against the score its account had --lead-days before it."""
     settings = get_settings()
-    model = load_model(settings.healthbot_model)
+    floor = {"min_confidence": settings.healthbot_min_confidence}  # HEALTHBOT_MIN_CONFIDENCE
+    model = load_model(settings.healthbot_model, **floor)
     window = {
         "lead_days": lead_days,
         "since": _day(since, "--since"),
@@ -55,12 +56,17 @@ def backtest(
     }
     if write and not fit:
         raise UserError("--write saves a fitted model: use it with --fit")
+    if sum(map(bool, (fit, shadow, html))) > 1:
+        raise UserError("--fit, --shadow and --html each make their own report: use one at a time")
+    for path, flag in ((write, "--write"), (html, "--html")):
+        if path is not None and not path.resolve().parent.is_dir():
+            raise UserError(f"{flag} {path}: the folder {path.parent} does not exist")
     from health.calibration import fit_report, model_yaml, shadow_report
 
     engine = make_engine(settings.database_url)
     with session_scope(engine) as session:
         if shadow:
-            candidate = load_model(shadow)
+            candidate = load_model(shadow, **floor)
             result = shadow_report(session=session, current=model, candidate=candidate, **window)
             return _show(result, as_json, lambda: _side_by_side(result, "current", "candidate"))
         if fit:
@@ -89,6 +95,12 @@ def backtest(
 
 
 def _hint(r: dict) -> str:
+    if (r.get("insufficient_data") or {}).get("outcomes"):
+        return (
+            f"{r['insufficient_data']['outcomes']} outcomes had a score below the confidence "
+            "floor (Insufficient data): connect the missing sources (`healthbot doctor`), or "
+            "lower HEALTHBOT_MIN_CONFIDENCE to rank them anyway"
+        )
     if r.get("without_score"):
         return (
             f"{r['without_score']} of {r['outcomes_in_range']} outcomes had no score "

@@ -150,10 +150,11 @@ def backtest_step(ctx: DemoContext) -> None:
 
     with session_scope(ctx.engine) as session:
         r = backtest_report(session=session, lead_days=90)
-        fit, _ = fit_report(session=session, model=ctx.model, lead_days=90)
     if r["problem"]:
         ctx.console.print(f"  Cannot backtest yet: {r['problem']}")
         return
+    with session_scope(ctx.engine) as session:
+        fit, _ = fit_report(session=session, model=ctx.model, lead_days=90)
     ctx.console.print(
         f"  {r['outcomes']} renewals ({r['churned']} churned), each against its score 90 days "
         f"before: [bold]AUC {r['auc']:.2f}[/bold] for model {r['model_version']} "

@@ -107,6 +107,10 @@ def score(
     from cli.sync import show_playbooks
     from workers.pipeline import score_accounts
 
+    if backfill and (account or day):
+        raise UserError("--backfill rebuilds every account's history: drop ACCOUNT and --day")
+    if not backfill and (since or until or replace or every != "1d"):
+        raise UserError("--since, --until, --every and --replace go with --backfill")
     if backfill:
         from cli.backfill import run_backfill
 

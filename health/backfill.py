@@ -92,7 +92,8 @@ def backfill_scores(
     they compute and this process writes."""
     days = grid(start, end, every)
     known = renewal_known_from or end
-    report = BackfillReport(days=len(days), renewal_known_from=known)
+    blind = known if days and days[0] < known else None  # some day scored without it
+    report = BackfillReport(days=len(days), renewal_known_from=blind)
     if not days:
         return report
     with session_scope(engine) as session:
@@ -167,11 +168,10 @@ def _write_part(engine, part, rows, previous, replace, targets, *, start):
     return written, len(rows), kept
 
 
-def observed_days(*, session: Session) -> tuple[date | None, int]:
-    """The first day anything was observed (None: nothing yet), and the live accounts."""
+def first_observed_day(*, session: Session) -> date | None:
+    """The first day anything was observed (None: nothing yet)."""
     first = session.scalar(select(func.min(Observation.observed_at)))
-    live = select(func.count()).where(Account.deleted_at.is_(None))
-    return (first.date() if first else None), session.scalar(live) or 0
+    return first.date() if first else None
 
 
 def stored_days(*, session: Session, ids: Sequence[int], start: date) -> set[tuple[int, date]]:

@@ -125,10 +125,6 @@ def _r(value: float, digits: int = 3) -> float | None:
     return None if math.isnan(value) else round(value, digits)
 
 
-def band_of(total: float) -> str:
-    return next(name for name, lo, hi in BANDS if lo <= total < hi)
-
-
 def retention_by_band(cases: Sequence[Case]) -> list[dict]:
     """Per band of article 003: outcomes, how many were kept (renewed or expanded), the rate."""
     out = []

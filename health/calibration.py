@@ -17,16 +17,20 @@ from health.backtest_read import outcomes
 from health.fit import fit_weights, proposed_model, time_split
 from health.lead_scores import lead_scores
 from health.scoring.engine import plan_of
-from health.scoring.model import ScoringModel
+from health.scoring.model import INSUFFICIENT, ScoringModel
 
 
 def summary(cases: Sequence[Case], model: ScoringModel) -> dict:
+    """The metrics of one model's cases; below its confidence floor ("insufficient data")
+    counted apart, as the stored backtest does."""
+    scored = [c for c in cases if c.tier != INSUFFICIENT]
     return {
         "model_version": model.version,
-        **evaluate(cases).as_dict(),
-        "bands": retention_by_band(cases),
-        "segments": grouped(cases, lambda c: c.segment),
-        "false_negatives": false_negatives(cases),
+        **evaluate(scored).as_dict(),
+        "bands": retention_by_band(scored),
+        "segments": grouped(scored, lambda c: c.segment),
+        "false_negatives": false_negatives(scored),
+        "insufficient_data": len(cases) - len(scored),
     }
 
 

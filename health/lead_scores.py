@@ -20,7 +20,7 @@ from health.backtest_read import CHUNK, OutcomeRow
 from health.repo import accounts_by_id, chunked
 from health.score_writes import day_end
 from health.scoring.engine import AccountContext, plan_of, tier_bands, tier_for
-from health.scoring.model import ScoringModel
+from health.scoring.model import INSUFFICIENT, ScoringModel
 from health.scoring.timeline import epoch
 from health.scoring.vector import compute_columns
 from health.timeline_read import load_timeline
@@ -117,7 +117,11 @@ def _score(
                 occurred_on=r.occurred_on,
                 score_date=r.lead_day,
                 total=totals[i],
-                tier=tier_for(totals[i], bands),
+                tier=(
+                    tier_for(totals[i], bands)
+                    if arrays.confidence[i] >= model.tiers.min_confidence
+                    else INSUFFICIENT  # as the product shows it (scoring.engine)
+                ),
                 model_version=model.version,
                 confidence=round(float(arrays.confidence[i]), 3),
             )

@@ -19,7 +19,7 @@ from connectors.base import ConnectorError
 from connectors.files.csv_import import CsvImport
 from connectors.registry import build_sink, build_source, configured_sinks, configured_sources
 from health import accounts
-from health.backfill import BackfillReport, backfill_scores, observed_days
+from health.backfill import BackfillReport, backfill_scores, first_observed_day
 from health.db import session_scope
 from health.ingest import SyncReport, ingest
 from health.locks import exclusive
@@ -178,7 +178,7 @@ def backfill_history(
     to today), every `every` days; the newest score of each account is queued for the CRMs.
     `on_start(accounts, days)` is told the size of the job before it starts."""
     with session_scope(engine) as session:
-        first, accounts = observed_days(session=session)
+        first = first_observed_day(session=session)
     end = until or today()
     start = since or first or end
     report = backfill_scores(

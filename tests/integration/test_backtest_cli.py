@@ -14,6 +14,7 @@ from cli.main import main
 from health.db import make_engine, session_scope
 from health.migrate import upgrade
 from health.models import Observation, Outcome
+from health.settings import get_settings
 from tests.history import history
 from tests.integration.test_cli import run as run_process
 
@@ -35,12 +36,13 @@ def env(tmp_path) -> dict:
 @pytest.fixture
 def run(capsys, monkeypatch):
     """`healthbot ARGS` in this process (the same `main()`, exit code and output): for usage
-    errors, which stop before any setting is read."""
+    errors and quick refusals."""
 
     def invoke(*args: str, env: dict) -> Done:
         for key, value in env.items():  # what a process started with `env` would read
             monkeypatch.setenv(key, value)
         monkeypatch.setattr(sys, "argv", ["healthbot", *args])
+        get_settings.cache_clear()  # read `env`, not what an earlier test in this process set
         try:
             main()
             code = 0
@@ -49,7 +51,8 @@ def run(capsys, monkeypatch):
         captured = capsys.readouterr()
         return Done(code, captured.out, captured.err)
 
-    return invoke
+    yield invoke
+    get_settings.cache_clear()  # later tests read their own environment
 
 
 def test_csv_history_is_backfilled_and_backtested(env, tmp_path):
@@ -113,6 +116,14 @@ def test_usage_errors(env, run):
     bad = run("score", "--backfill", "--every", "soon", env=env)
     assert bad.returncode == 1 and "--every 'soon'" in bad.stderr
     assert run("backtest", "--lead-days", "zero", env=env).returncode == 2
+    both = run("backtest", "--fit", "--html", "r.html", env=env)  # one report at a time
+    assert both.returncode == 1 and "one at a time" in both.stderr
+    nowhere = run("backtest", "--html", "/no/such/dir/r.html", env=env)
+    assert nowhere.returncode == 1 and "does not exist" in nowhere.stderr
+    one = run("score", "acme", "--backfill", env=env)  # a backfill is every account's
+    assert one.returncode == 1 and "drop ACCOUNT" in one.stderr
+    alone = run("score", "--all", "--since", "2026-01-01", env=env)
+    assert alone.returncode == 1 and "go with --backfill" in alone.stderr
     empty = run("score", "--backfill", env=env)  # a fresh database: say what to do first
     assert empty.returncode == 1 and "nothing to backfill" in empty.stderr
     assert "healthbot import" in _flat(empty.stderr)

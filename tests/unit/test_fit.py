@@ -26,10 +26,7 @@ def test_the_metric_that_predicts_churn_gets_the_weight():
     )
     assert fit.cv_auc is not None and fit.cv_auc > 0.8
     assert all(w >= 0 for w in fit.weights.values())
-    assert (
-        sum(fit.weights.values()) == np.float64(100.0).round(0)
-        or abs(sum(fit.weights.values()) - 100) < 0.05
-    )
+    assert abs(sum(fit.weights.values()) - 100) < 0.05
     assert fit.weights["usage"] > 60 > max(fit.weights["noise"], fit.weights["more_noise"])
 
 
