@@ -70,7 +70,10 @@ def subscription_arr(sub: dict) -> float:
         per = PER_YEAR.get(rec.get("interval", ""), 0.0) / max(
             1, int(rec.get("interval_count") or 1)
         )
-        total += (price.get("unit_amount") or 0) * int(item.get("quantity") or 1) * per / 100
+        cents = price.get("unit_amount")
+        if cents is None:  # a sub-cent price carries only the decimal string
+            cents = float(price.get("unit_amount_decimal") or 0)
+        total += cents * int(item.get("quantity") or 1) * per / 100
     return round(total, 2)
 
 

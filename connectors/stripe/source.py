@@ -35,6 +35,9 @@ EVENT_TYPES = (
     "charge.failed",
 )
 EVENTS_KEPT = timedelta(days=29)  # Stripe keeps 30; a day's margin
+# a mark no event of ours has moved for this long moves to the newest event of any type, so a
+# quiet month does not age it past EVENTS_KEPT into a full re-read (one more request then)
+STALE_MARK = timedelta(days=7)
 FEW = 10  # changed customers read one subscriptions list each; more: one list of them all
 
 
@@ -142,6 +145,10 @@ class StripeSource:
                     invoiced.add(obj["customer"])
                 elif kind == "charge.failed":
                     self._add(batch, mp.failed_payment(obj))
+        quiet_since = datetime.combine(today, datetime.min.time(), tzinfo=UTC) - STALE_MARK
+        if newest == mark and mark < quiet_since.timestamp():  # a quiet spell: move on
+            latest = self.api.newest("events")  # what is listed now, of any type
+            newest = max(mark, int(latest["created"])) if latest else mark
         if customers or subscribed:
             self._customers(batch, customers, subscribed)
         late: dict[str, list[mp.Due]] = defaultdict(list)

@@ -259,3 +259,15 @@ def test_changed_customers_read_their_subscriptions_each_or_all_at_once(engine, 
         assert names[cus["id"]].endswith("(renamed)")
         live = [s for s in sb.objects["subscriptions"].values() if s["customer"] == cus["id"]]
         assert arr[cus["id"]] == (sum(subscription_arr(s) for s in live) or None)
+
+
+def test_a_quiet_spell_moves_the_mark_on_instead_of_ageing_into_a_full_reread(engine, sb):
+    crm(engine)
+    ingest(engine, source(sb))
+    for days in (10, 10, 10):  # a month with no customer, invoice or charge event of ours
+        sb.tick(days * 86400)
+        sb.emit("payment_intent.created", {"id": "pi_1", "object": "payment_intent"}, sb.tick())
+        sb.server.reset_counts()
+        report = ingest(engine, source(sb))
+        assert report.api_calls <= 3  # events, open invoices, and the newest event: no re-read
+    assert not any(r.path.endswith("/v1/customers") for r in sb.server.requests)
