@@ -51,6 +51,12 @@ def remember_users(*, session: Session, found: dict[str, tuple[str | None, str]]
     upsert(session, SlackUser, rows, keys=("email",), update=("slack_user_id", "tz", "checked_at"))
 
 
+def taken(*, session: Session, recipient: str, day: date) -> bool:
+    """Today's digest for `recipient` is sent or being sent (a cheap look before building it)."""
+    q = select(DigestSent.recipient).where(DigestSent.recipient == recipient, DigestSent.day == day)
+    return session.execute(q).first() is not None
+
+
 def claim(*, session: Session, recipient: str, day: date, now: datetime) -> bool:
     """Take today's digest for `recipient`; False when it was taken already (sent, or being
     sent by another worker)."""

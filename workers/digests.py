@@ -73,14 +73,19 @@ def send_digests(engine: Engine, settings: Settings, *, now: datetime) -> Digest
                                      stale_days=settings.sentiment_stale_days)  # fmt: skip
         text = f"{len(lines)} accounts need you" if lines else "Sentiment to refresh"
         _deliver(engine, client, report, uid, when, views.as_dicts(blocks), text)
-    if settings.slack_digest_channel and now.hour >= HOUR:
+    channel = settings.slack_digest_channel
+    if channel and now.hour >= HOUR and not _taken(engine, f"channel:{channel}", now):
         blocks = views.as_dicts(
             views.rollup_blocks(by_owner, day=now.date(), playbooks=playbook_line(engine, now))
         )
-        channel = settings.slack_digest_channel
         _deliver(engine, client, report, channel, now, blocks, "Accounts needing attention",
                  recipient=f"channel:{channel}")  # fmt: skip
     return report
+
+
+def _taken(engine: Engine, recipient: str, now: datetime) -> bool:
+    with session_scope(engine) as session:
+        return digests.taken(session=session, recipient=recipient, day=now.date())
 
 
 def playbook_line(engine: Engine, now: datetime) -> str:
